@@ -1,0 +1,260 @@
+//! `thaw pack`: walks a directory (without following symlinks) and writes it
+//! as a thaw archive, written to a temporary name and renamed when complete.
+
+use super::index::{Entry, EntryKind};
+use super::writer::{ArchiveWriter, WriterOptions};
+use super::Error;
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// Progress callback: called with the number of data bytes just consumed.
+pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
+
+/// What `pack` did.
+#[derive(Debug, Clone)]
+pub struct PackSummary {
+    pub entries: usize,
+    pub data_bytes: u64,
+    pub archive_bytes: u64,
+    pub id: [u8; 16],
+    pub warnings: Vec<String>,
+}
+
+/// One filesystem object found by the walk.
+struct Found {
+    entry: Entry,
+    src: PathBuf,
+}
+
+/// Packs `src` into `out`. `progress_total` is told the total data size first.
+pub fn pack(
+    src: &Path,
+    out: &Path,
+    opts: WriterOptions,
+    progress_total: &dyn Fn(u64),
+    progress: Progress<'_>,
+) -> Result<PackSummary, Error> {
+    let meta = fs::metadata(src).map_err(|e| Error::io(src.display(), e))?;
+    if !meta.is_dir() {
+        return Err(Error::io(src.display(), io::Error::new(io::ErrorKind::InvalidInput, "not a directory")));
+    }
+    let mut names = Names::load();
+    let mut found = Vec::new();
+    let mut warnings = Vec::new();
+    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    walk(src, &mut Vec::new(), &mut found, &mut warnings, &mut links, &mut names)?;
+    let total: u64 = found.iter().map(|f| f.entry.size).sum();
+    progress_total(total);
+    let summary = write_atomically(out, |file| {
+        let mut w = ArchiveWriter::new(file, opts)?;
+        for f in found {
+            if f.entry.kind == EntryKind::File && f.entry.size > 0 {
+                let mut file = File::open(&f.src).map_err(|e| Error::io(f.src.display(), e))?;
+                let mut reader = ProgressRead { inner: &mut file, progress };
+                w.append(f.entry, Some(&mut reader))?;
+            } else {
+                w.append(f.entry, None)?;
+            }
+        }
+        let entries = w.entries().len();
+        let (_, id) = w.finish()?;
+        Ok((entries, id))
+    })?;
+    let archive_bytes = fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    Ok(PackSummary { entries: summary.0, data_bytes: total, archive_bytes, id: summary.1, warnings })
+}
+
+struct ProgressRead<'a> {
+    inner: &'a mut File,
+    progress: Progress<'a>,
+}
+
+impl io::Read for ProgressRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+}
+
+fn walk(
+    dir: &Path,
+    rel: &mut Vec<u8>,
+    out: &mut Vec<Found>,
+    warnings: &mut Vec<String>,
+    links: &mut HashMap<(u64, u64), Vec<u8>>,
+    names: &mut Names,
+) -> Result<(), Error> {
+    let mut children: Vec<_> = fs::read_dir(dir)
+        .map_err(|e| Error::io(dir.display(), e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::io(dir.display(), e))?;
+    children.sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
+    for child in children {
+        let path = child.path();
+        let meta = fs::symlink_metadata(&path).map_err(|e| Error::io(path.display(), e))?;
+        let len = rel.len();
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(child.file_name().as_bytes());
+        let ft = meta.file_type();
+        let kind = if ft.is_dir() {
+            EntryKind::Dir
+        } else if ft.is_file() {
+            EntryKind::File
+        } else if ft.is_symlink() {
+            EntryKind::Symlink
+        } else if ft.is_fifo() {
+            EntryKind::Fifo
+        } else if ft.is_char_device() {
+            EntryKind::CharDev
+        } else if ft.is_block_device() {
+            EntryKind::BlockDev
+        } else {
+            warnings.push(format!("{}: socket skipped", path.display()));
+            rel.truncate(len);
+            continue;
+        };
+        let mut e = Entry::new(rel.clone(), kind);
+        e.mode = meta.mode() & 0o7777;
+        e.uid = meta.uid();
+        e.gid = meta.gid();
+        e.uname = names.user(meta.uid());
+        e.gname = names.group(meta.gid());
+        e.mtime = meta.mtime();
+        e.mtime_nsec = meta.mtime_nsec() as u32;
+        match kind {
+            EntryKind::File => {
+                if meta.nlink() > 1 {
+                    if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
+                        e.kind = EntryKind::Hardlink;
+                        e.link = first.clone();
+                    } else {
+                        links.insert((meta.dev(), meta.ino()), rel.clone());
+                    }
+                }
+                if e.kind == EntryKind::File {
+                    e.size = meta.len();
+                }
+            }
+            EntryKind::Symlink => {
+                e.link = fs::read_link(&path).map_err(|e| Error::io(path.display(), e))?.as_os_str().as_bytes().to_vec();
+            }
+            EntryKind::CharDev | EntryKind::BlockDev => {
+                let rdev = meta.rdev();
+                e.dev_major = rustix::fs::major(rdev);
+                e.dev_minor = rustix::fs::minor(rdev);
+            }
+            _ => {}
+        }
+        if kind != EntryKind::Symlink {
+            e.xattrs = read_xattrs(&path, warnings);
+        }
+        out.push(Found { entry: e, src: path.clone() });
+        if kind == EntryKind::Dir {
+            walk(&path, rel, out, warnings, links, names)?;
+        }
+        rel.truncate(len);
+    }
+    Ok(())
+}
+
+/// Reads every xattr of `path` (without following symlinks), sorted by name.
+pub fn read_xattrs(path: &Path, warnings: &mut Vec<String>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut names = vec![0u8; 4096];
+    let n = loop {
+        match rustix::fs::llistxattr(path, &mut names) {
+            Ok(n) => break n,
+            Err(rustix::io::Errno::RANGE) => names.resize(names.len() * 4, 0),
+            Err(rustix::io::Errno::NOTSUP) => return Vec::new(),
+            Err(e) => {
+                warnings.push(format!("{}: cannot list xattrs: {e}", path.display()));
+                return Vec::new();
+            }
+        }
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let cname = std::ffi::CString::new(name).expect("xattr names have no NUL");
+        let mut value = vec![0u8; 4096];
+        loop {
+            match rustix::fs::lgetxattr(path, cname.as_c_str(), &mut value) {
+                Ok(len) => {
+                    value.truncate(len);
+                    out.push((name.to_vec(), value));
+                    break;
+                }
+                Err(rustix::io::Errno::RANGE) => value.resize(value.len() * 4, 0),
+                Err(e) => {
+                    warnings.push(format!("{}: cannot read xattr {}: {e}", path.display(), String::from_utf8_lossy(name)));
+                    break;
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// User and group names from /etc/passwd and /etc/group.
+#[derive(Default)]
+struct Names {
+    users: HashMap<u32, Vec<u8>>,
+    groups: HashMap<u32, Vec<u8>>,
+}
+
+impl Names {
+    fn load() -> Names {
+        let parse = |path: &str| {
+            let mut m = HashMap::new();
+            if let Ok(text) = fs::read(path) {
+                for line in text.split(|&b| b == b'\n') {
+                    let f: Vec<&[u8]> = line.split(|&b| b == b':').collect();
+                    if f.len() >= 3 {
+                        if let Some(id) = std::str::from_utf8(f[2]).ok().and_then(|s| s.parse().ok()) {
+                            m.entry(id).or_insert_with(|| f[0].to_vec());
+                        }
+                    }
+                }
+            }
+            m
+        };
+        Names { users: parse("/etc/passwd"), groups: parse("/etc/group") }
+    }
+
+    fn user(&mut self, uid: u32) -> Vec<u8> {
+        self.users.get(&uid).cloned().unwrap_or_default()
+    }
+
+    fn group(&mut self, gid: u32) -> Vec<u8> {
+        self.groups.get(&gid).cloned().unwrap_or_default()
+    }
+}
+
+/// Runs `write` on a temporary file beside `out` and renames it into place
+/// only on success, so an interrupted run never leaves a valid-looking archive.
+pub fn write_atomically<T>(out: &Path, write: impl FnOnce(File) -> Result<T, Error>) -> Result<T, Error> {
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = out.file_name().ok_or_else(|| Error::io(out.display(), io::Error::other("no file name")))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".thaw-partial-{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let file = fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| Error::io(tmp.display(), e))?;
+    let sync = file.try_clone().map_err(|e| Error::io(tmp.display(), e))?;
+    let res = write(file).and_then(|v| {
+        let mut s = &sync;
+        s.flush().and_then(|_| sync.sync_all()).map_err(|e| Error::io(tmp.display(), e))?;
+        fs::rename(&tmp, out).map_err(|e| Error::io(out.display(), e))?;
+        Ok(v)
+    });
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}

@@ -1,0 +1,365 @@
+//! Random access to a thaw archive: locate the seek table and index from the
+//! end of the file (at most two reads), then decode only the frames a read
+//! needs, through a bounded cache in which each frame is decoded once even
+//! when many threads ask for it at the same moment.
+
+use super::index::{self, Entry, EntryKind, Index, IndexHeader};
+use super::seek_table::{frame_checksum, u32_at, SeekTable, FOOTER_LEN};
+use super::{Error, MAX_FRAME_SIZE};
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Where archive bytes come from: a local file now, HTTP/object storage later.
+pub trait Source: Send + Sync {
+    fn len(&self) -> u64;
+    /// Fills `buf` from `offset`; a short source is an error.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+    /// A name for messages (the path or URL).
+    fn name(&self) -> String;
+}
+
+/// A local archive read with `pread`. (Not mmap: a file truncated under a
+/// mapping kills the reader with SIGBUS, and the daemon must fail a read with
+/// EIO instead.)
+pub struct FileSource {
+    file: File,
+    len: u64,
+    path: PathBuf,
+}
+
+impl FileSource {
+    pub fn open(path: &Path) -> Result<FileSource, Error> {
+        let file = File::open(path).map_err(|e| Error::io(path.display(), e))?;
+        let meta = file.metadata().map_err(|e| Error::io(path.display(), e))?;
+        if !meta.is_file() {
+            return Err(Error::NotThaw(format!("{} is not a regular file", path.display())));
+        }
+        Ok(FileSource { file, len: meta.len(), path: path.to_path_buf() })
+    }
+}
+
+impl Source for FileSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+    fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+/// How much of the end of the archive the first read takes.
+const TAIL_READ: u64 = 256 * 1024;
+/// Default frame cache budget.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
+/// An open archive.
+pub struct Archive {
+    source: Box<dyn Source>,
+    table: SeekTable,
+    index: Index,
+    header: IndexHeader,
+    cache: FrameCache,
+    /// Bytes of the index frame + seek table (for `info`).
+    trailer_len: u64,
+}
+
+impl Archive {
+    pub fn open(path: &Path) -> Result<Archive, Error> {
+        Archive::from_source(Box::new(FileSource::open(path)?))
+    }
+
+    pub fn from_source(source: Box<dyn Source>) -> Result<Archive, Error> {
+        let len = source.len();
+        let read = |off: u64, n: u64| -> Result<Vec<u8>, Error> {
+            let mut buf = vec![0u8; n as usize];
+            source.read_exact_at(&mut buf, off).map_err(|e| Error::io(source.name(), e))?;
+            Ok(buf)
+        };
+        if len < (FOOTER_LEN + index::TAIL_LEN) as u64 {
+            return Err(not_thaw(&*source, "file too short"));
+        }
+        let tail_start = len.saturating_sub(TAIL_READ);
+        let mut tail = read(tail_start, len - tail_start)?;
+        let seek_len = SeekTable::frame_len_from_footer(&tail).map_err(|e| match e {
+            Error::NotThaw(_) => not_thaw(&*source, "no zstd seek table at the end"),
+            e => e,
+        })?;
+        if seek_len + index::TAIL_LEN as u64 > len {
+            return Err(Error::corrupt("seek table", format!("{seek_len} bytes claimed in a {len}-byte file")));
+        }
+        let tail_at = |buf: &[u8], buf_start: u64, off: u64, n: u64| -> Option<Vec<u8>> {
+            let s = off.checked_sub(buf_start)? as usize;
+            buf.get(s..s + n as usize).map(<[u8]>::to_vec)
+        };
+        let idx_tail_off = len - seek_len - index::TAIL_LEN as u64;
+        let idx_tail = match tail_at(&tail, tail_start, idx_tail_off, index::TAIL_LEN as u64) {
+            Some(t) => t,
+            None => read(idx_tail_off, index::TAIL_LEN as u64)?,
+        };
+        if &idx_tail[8..16] != index::TAIL_MAGIC {
+            return Err(not_thaw(&*source, "a seekable zstd file without a thaw index"));
+        }
+        let idx_len = u64::from_le_bytes(idx_tail[0..8].try_into().unwrap());
+        let min_idx = (8 + index::HEADER_LEN + index::TAIL_LEN) as u64;
+        if idx_len < min_idx || idx_len > len - seek_len {
+            return Err(Error::corrupt("index", format!("index frame length {idx_len} does not fit the file")));
+        }
+        let trailer_start = len - seek_len - idx_len;
+        if trailer_start < tail_start {
+            tail = read(trailer_start, len - trailer_start)?;
+        } else {
+            tail.drain(..(trailer_start - tail_start) as usize);
+        }
+        let (idx_frame, seek_frame) = tail.split_at(idx_len as usize);
+        let table = SeekTable::decode(seek_frame)?;
+        if table.compressed_len() != trailer_start {
+            return Err(Error::corrupt(
+                "seek table",
+                format!("frames add up to {} bytes but the index starts at {trailer_start}", table.compressed_len()),
+            ));
+        }
+        for (i, f) in table.frames().iter().enumerate() {
+            if f.decompressed == 0 || f.decompressed > MAX_FRAME_SIZE || f.compressed == 0 {
+                return Err(Error::corrupt("seek table", format!("frame {i} has absurd sizes {f:?}")));
+            }
+        }
+        // Index frame: skippable header, fixed header, compressed body, tail.
+        if u32_at(idx_frame, 0) != index::INDEX_FRAME_MAGIC
+            || u64::from(u32_at(idx_frame, 4)) != idx_len - 8
+        {
+            return Err(Error::corrupt("index", "bad skippable frame header"));
+        }
+        let header = IndexHeader::decode(&idx_frame[8..], table.len() as u64)?;
+        let body_c = &idx_frame[8 + index::HEADER_LEN..idx_frame.len() - index::TAIL_LEN];
+        if header.compressed_len != body_c.len() as u64 {
+            return Err(Error::corrupt("index", "compressed length does not match the frame"));
+        }
+        if header.body_len > index::MAX_INDEX_BODY || header.body_len > body_c.len() as u64 * 2048 {
+            return Err(Error::corrupt("index", format!("absurd index size {}", header.body_len)));
+        }
+        let body = zstd::bulk::decompress(body_c, header.body_len as usize)
+            .map_err(|e| Error::corrupt("index", format!("cannot decompress: {e}")))?;
+        if body.len() as u64 != header.body_len {
+            return Err(Error::corrupt("index", "decompressed length differs from the header"));
+        }
+        if index::archive_id(&body, &table.entry_bytes()) != header.id {
+            return Err(Error::corrupt("index", "checksum mismatch (index or seek table damaged)"));
+        }
+        if header.stream_len != table.stream_len() {
+            return Err(Error::corrupt("index", "tar stream length differs from the seek table"));
+        }
+        let entries = index::decode_entries(&body, header.entry_count)?;
+        let index = Index::new(entries, header.stream_len)?;
+        Ok(Archive { source, table, index, header, cache: FrameCache::new(DEFAULT_CACHE_BYTES), trailer_len: idx_len + seek_len })
+    }
+
+    pub fn set_cache_budget(&mut self, bytes: usize) {
+        self.cache = FrameCache::new(bytes);
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        self.index.entries()
+    }
+
+    pub fn seek_table(&self) -> &SeekTable {
+        &self.table
+    }
+
+    pub fn id(&self) -> [u8; 16] {
+        self.header.id
+    }
+
+    pub fn id_hex(&self) -> String {
+        index::id_hex(&self.header.id)
+    }
+
+    pub fn version(&self) -> u32 {
+        self.header.version
+    }
+
+    pub fn source_name(&self) -> String {
+        self.source.name()
+    }
+
+    pub fn file_len(&self) -> u64 {
+        self.source.len()
+    }
+
+    pub fn trailer_len(&self) -> u64 {
+        self.trailer_len
+    }
+
+    /// Frames decoded so far (cache misses), for tests and stats.
+    pub fn frames_decoded(&self) -> u64 {
+        self.cache.decodes.load(Ordering::Relaxed)
+    }
+
+    pub fn lookup(&self, path: &[u8]) -> Option<&Entry> {
+        self.index.lookup(path)
+    }
+
+    /// The frames holding bytes `[offset, offset+len)` of `entry`'s data.
+    pub fn frames_for(&self, entry: &Entry, offset: u64, len: u64) -> std::ops::Range<usize> {
+        let e = self.index.data_entry(entry);
+        let end = offset.saturating_add(len).min(e.size);
+        if offset >= end {
+            return 0..0;
+        }
+        self.table.frames_for(e.data_offset + offset, end - offset)
+    }
+
+    /// Reads `entry`'s data at `offset` into `buf`; returns the bytes read
+    /// (short only at the end of the file). Hard links read their target.
+    pub fn read_at(&self, entry: &Entry, offset: u64, buf: &mut [u8]) -> Result<usize, Error> {
+        let e = self.index.data_entry(entry);
+        if e.kind != EntryKind::File {
+            return Err(Error::BadEntry { path: entry.path_lossy(), why: "not a regular file".into() });
+        }
+        if offset >= e.size {
+            return Ok(0);
+        }
+        let n = (buf.len() as u64).min(e.size - offset) as usize;
+        self.read_stream(e.data_offset + offset, &mut buf[..n])?;
+        Ok(n)
+    }
+
+    /// Copies bytes of the uncompressed tar stream starting at `start`.
+    pub fn read_stream(&self, start: u64, buf: &mut [u8]) -> Result<(), Error> {
+        let mut done = 0usize;
+        for i in self.table.frames_for(start, buf.len() as u64) {
+            let frame = self.frame(i)?;
+            let f_start = self.table.stream_offset(i);
+            let pos = start + done as u64;
+            let in_frame = (pos - f_start) as usize;
+            let n = (frame.len() - in_frame).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&frame[in_frame..in_frame + n]);
+            done += n;
+        }
+        debug_assert_eq!(done, buf.len());
+        Ok(())
+    }
+
+    /// Frame `i`, decoded through the cache (single flight).
+    pub fn frame(&self, i: usize) -> Result<Arc<[u8]>, Error> {
+        self.cache.get(i, || self.decode_frame(i)).map_err(|why| Error::Frame { frame: i, why })
+    }
+
+    /// Decodes frame `i` from the source, bypassing the cache, checking sizes and checksums.
+    pub fn decode_frame(&self, i: usize) -> Result<Vec<u8>, String> {
+        let f = self.table.frame(i);
+        let mut src = vec![0u8; f.compressed as usize];
+        self.source
+            .read_exact_at(&mut src, self.table.compressed_offset(i))
+            .map_err(|e| format!("reading {}: {e}", self.source.name()))?;
+        let out = DECOMPRESSOR.with(|d| {
+            let mut d = d.borrow_mut();
+            if d.is_none() {
+                *d = Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
+            }
+            d.as_mut().unwrap().decompress(&src, f.decompressed as usize).map_err(|e| format!("zstd: {e}"))
+        })?;
+        if out.len() != f.decompressed as usize {
+            return Err(format!("decompressed to {} bytes, seek table says {}", out.len(), f.decompressed));
+        }
+        if frame_checksum(&out) != f.checksum {
+            return Err("checksum mismatch".into());
+        }
+        Ok(out)
+    }
+}
+
+thread_local! {
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn not_thaw(source: &dyn Source, why: &str) -> Error {
+    Error::NotThaw(format!(
+        "{}: {why}; if it is a plain .tar/.tar.zst, make a thaw archive with `thaw convert`",
+        source.name()
+    ))
+}
+
+type Cell = Arc<OnceLock<Result<Arc<[u8]>, String>>>;
+
+struct Slot {
+    cell: Cell,
+    last_use: u64,
+    /// Bytes counted against the budget (0 until decoded).
+    size: usize,
+}
+
+/// Bounded LRU of decoded frames; concurrent requests for one frame share a
+/// single decode (the `OnceLock` runs one initializer, the others wait).
+struct FrameCache {
+    budget: usize,
+    inner: Mutex<CacheInner>,
+    decodes: AtomicU64,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    slots: HashMap<usize, Slot>,
+    bytes: usize,
+    tick: u64,
+}
+
+impl FrameCache {
+    fn new(budget: usize) -> FrameCache {
+        FrameCache { budget, inner: Mutex::default(), decodes: AtomicU64::new(0) }
+    }
+
+    fn get(&self, i: usize, decode: impl FnOnce() -> Result<Vec<u8>, String>) -> Result<Arc<[u8]>, String> {
+        let cell = {
+            let mut g = self.inner.lock().unwrap();
+            g.tick += 1;
+            let tick = g.tick;
+            let slot = g.slots.entry(i).or_insert_with(|| Slot { cell: Arc::default(), last_use: 0, size: 0 });
+            slot.last_use = tick;
+            slot.cell.clone()
+        };
+        let res = cell
+            .get_or_init(|| {
+                self.decodes.fetch_add(1, Ordering::Relaxed);
+                decode().map(Arc::from)
+            })
+            .clone();
+        let mut g = self.inner.lock().unwrap();
+        let same = g.slots.get(&i).is_some_and(|s| Arc::ptr_eq(&s.cell, &cell));
+        match &res {
+            Err(_) if same => {
+                // Forget failures so a later read retries (the source may come back).
+                let s = g.slots.remove(&i).unwrap();
+                g.bytes -= s.size;
+            }
+            Ok(data) if same && g.slots[&i].size == 0 => {
+                g.slots.get_mut(&i).unwrap().size = data.len();
+                g.bytes += data.len();
+                while g.bytes > self.budget && g.slots.len() > 1 {
+                    let victim = g
+                        .slots
+                        .iter()
+                        .filter(|(&k, s)| k != i && s.size > 0)
+                        .min_by_key(|(_, s)| s.last_use)
+                        .map(|(&k, _)| k);
+                    let Some(v) = victim else { break };
+                    let s = g.slots.remove(&v).unwrap();
+                    g.bytes -= s.size;
+                }
+            }
+            _ => {}
+        }
+        res
+    }
+}

@@ -1,0 +1,375 @@
+//! Writes a thaw archive: a tar stream cut into independent zstd frames
+//! (compressed in parallel), then the index and the seek table.
+//!
+//! Frame cuts: small entries (header + data) share a frame and never straddle
+//! two; a file at least one frame long gets a cut right before its data, so
+//! its frame `k` holds file bytes `[k*F, (k+1)*F)` and a read of any range
+//! decodes only the frames overlapping it.
+
+use super::index::{self, Entry, EntryKind, IndexHeader};
+use super::seek_table::{frame_checksum, FrameEntry, SeekTable};
+use super::{Error, DEFAULT_FRAME_SIZE, MAX_FRAME_SIZE};
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    pub level: i32,
+    pub frame_size: usize,
+    pub threads: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            level: 3,
+            frame_size: DEFAULT_FRAME_SIZE,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+type FrameResult = (u64, io::Result<(Vec<u8>, FrameEntry)>);
+
+/// Compresses frames on a thread pool and writes them in order on a writer thread.
+struct Pipeline {
+    pool: rayon::ThreadPool,
+    results: mpsc::Sender<FrameResult>,
+    tokens: mpsc::SyncSender<()>,
+    writer: JoinHandle<io::Result<(Box<dyn Write + Send>, Vec<FrameEntry>)>>,
+    next_seq: u64,
+    level: i32,
+}
+
+impl Pipeline {
+    fn new(out: Box<dyn Write + Send>, opts: &WriterOptions) -> io::Result<Pipeline> {
+        let threads = opts.threads.max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("thaw-zstd-{i}"))
+            .build()
+            .map_err(io::Error::other)?;
+        let (results, rx) = mpsc::channel::<FrameResult>();
+        let (tokens, token_rx) = mpsc::sync_channel::<()>(threads * 2 + 2);
+        let writer = std::thread::Builder::new().name("thaw-write".into()).spawn(move || {
+            let mut out = out;
+            let mut frames = Vec::new();
+            let mut pending = BTreeMap::new();
+            let mut failed = None;
+            for (seq, res) in rx {
+                pending.insert(seq, res);
+                while let Some(res) = pending.remove(&(frames.len() as u64)) {
+                    let _ = token_rx.try_recv();
+                    match res {
+                        Ok((bytes, entry)) if failed.is_none() => {
+                            if let Err(e) = out.write_all(&bytes) {
+                                failed = Some(e);
+                            }
+                            frames.push(entry);
+                        }
+                        Ok((_, entry)) => frames.push(entry),
+                        Err(e) => {
+                            failed.get_or_insert(e);
+                            frames.push(FrameEntry { compressed: 0, decompressed: 0, checksum: 0 });
+                        }
+                    }
+                }
+            }
+            match failed {
+                Some(e) => Err(e),
+                None => Ok((out, frames)),
+            }
+        })?;
+        Ok(Pipeline { pool, results, tokens, writer, next_seq: 0, level: opts.level })
+    }
+
+    fn submit(&mut self, chunk: Vec<u8>) {
+        // Blocks while too many frames are in flight (bounded memory).
+        let _ = self.tokens.send(());
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let tx = self.results.clone();
+        let level = self.level;
+        self.pool.spawn(move || {
+            let _ = tx.send((seq, compress_frame(&chunk, level)));
+        });
+    }
+
+    fn finish(self) -> io::Result<(Box<dyn Write + Send>, Vec<FrameEntry>)> {
+        let Pipeline { pool, results, tokens, writer, .. } = self;
+        drop(results);
+        drop(pool); // jobs already spawned still run; their senders keep rx alive
+        let r = writer.join().map_err(|_| io::Error::other("writer thread panicked"))?;
+        drop(tokens);
+        r
+    }
+}
+
+thread_local! {
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress_frame(chunk: &[u8], level: i32) -> io::Result<(Vec<u8>, FrameEntry)> {
+    COMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.as_ref().is_none_or(|(l, _)| *l != level) {
+            let mut c = zstd::bulk::Compressor::new(level)?;
+            c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+            c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(true))?;
+            *cell = Some((level, c));
+        }
+        let c = &mut cell.as_mut().unwrap().1;
+        let bytes = c.compress(chunk)?;
+        let entry = FrameEntry {
+            compressed: u32::try_from(bytes.len()).map_err(io::Error::other)?,
+            decompressed: chunk.len() as u32,
+            checksum: frame_checksum(chunk),
+        };
+        Ok((bytes, entry))
+    })
+}
+
+/// Streams entries into a thaw archive.
+pub struct ArchiveWriter {
+    opts: WriterOptions,
+    pipeline: Option<Pipeline>,
+    cur: Vec<u8>,
+    /// Position in the uncompressed tar stream.
+    pos: u64,
+    headers: tar::Builder<Vec<u8>>,
+    entries: Vec<Entry>,
+    copy_buf: Vec<u8>,
+}
+
+impl ArchiveWriter {
+    pub fn new<W: Write + Send + 'static>(out: W, opts: WriterOptions) -> Result<ArchiveWriter, Error> {
+        if opts.frame_size < 4096 || opts.frame_size > MAX_FRAME_SIZE as usize / 2 {
+            return Err(Error::Unsupported(format!(
+                "frame size {} (must be between 4 KiB and {} MiB)",
+                opts.frame_size,
+                MAX_FRAME_SIZE >> 21
+            )));
+        }
+        let pipeline = Pipeline::new(Box::new(out), &opts).map_err(|e| Error::io("compressor", e))?;
+        Ok(ArchiveWriter {
+            cur: Vec::with_capacity(opts.frame_size + 64 * 1024),
+            opts,
+            pipeline: Some(pipeline),
+            pos: 0,
+            headers: tar::Builder::new(Vec::new()),
+            entries: Vec::new(),
+            copy_buf: vec![0; 256 * 1024],
+        })
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.cur.extend_from_slice(bytes);
+        self.pos += bytes.len() as u64;
+    }
+
+    fn cut(&mut self) {
+        if self.cur.is_empty() {
+            return;
+        }
+        let chunk = std::mem::replace(&mut self.cur, Vec::with_capacity(self.opts.frame_size + 64 * 1024));
+        self.pipeline.as_mut().expect("writer finished").submit(chunk);
+    }
+
+    /// Adds one entry. `data` must yield exactly `entry.size` bytes for a file.
+    /// The entry's `data_offset` is filled in.
+    pub fn append(&mut self, mut entry: Entry, data: Option<&mut dyn Read>) -> Result<(), Error> {
+        let path = entry.path_lossy();
+        let header = self.header_bytes(&entry).map_err(|e| Error::BadEntry { path: path.clone(), why: e.to_string() })?;
+        let size = if entry.kind == EntryKind::File { entry.size } else { 0 };
+        let padded = size.div_ceil(512) * 512;
+        let f = self.opts.frame_size as u64;
+        if size >= f {
+            self.push(&header);
+            self.cut();
+        } else if self.cur.len() as u64 + header.len() as u64 + padded > f {
+            self.cut();
+            self.push(&header);
+        } else {
+            self.push(&header);
+        }
+        entry.data_offset = self.pos;
+        if size > 0 {
+            let data = data.ok_or_else(|| Error::BadEntry { path: path.clone(), why: "no data".into() })?;
+            self.copy_data(data, size, &path)?;
+            let pad = (padded - size) as usize;
+            self.push(&[0u8; 512][..pad]);
+        }
+        if self.cur.len() >= self.opts.frame_size {
+            self.cut();
+        }
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    fn copy_data(&mut self, data: &mut dyn Read, size: u64, path: &str) -> Result<(), Error> {
+        let f = self.opts.frame_size;
+        let mut left = size;
+        let mut buf = std::mem::take(&mut self.copy_buf);
+        while left > 0 {
+            // Never let a read cross a frame boundary, so large files stay aligned.
+            let room = f - self.cur.len() % f;
+            let want = (buf.len() as u64).min(left).min(room as u64) as usize;
+            let n = match data.read(&mut buf[..want]) {
+                Ok(0) => {
+                    return Err(Error::BadEntry { path: path.into(), why: format!("file shrank while packing ({left} bytes missing)") })
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(path, e)),
+            };
+            self.push(&buf[..n]);
+            left -= n as u64;
+            if self.cur.len() >= f {
+                self.cut();
+            }
+        }
+        self.copy_buf = buf;
+        Ok(())
+    }
+
+    /// Tar header block(s) for an entry: an optional PAX record (mtime with
+    /// nanoseconds, xattrs), GNU long-name records when needed, the header.
+    fn header_bytes(&mut self, e: &Entry) -> io::Result<Vec<u8>> {
+        use std::os::unix::ffi::OsStrExt;
+        let b = &mut self.headers;
+        b.get_mut().clear();
+        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+        if e.mtime_nsec != 0 || e.mtime < 0 {
+            pax.push(("mtime".into(), format_pax_time(e.mtime, e.mtime_nsec).into_bytes()));
+        }
+        for (k, v) in &e.xattrs {
+            let k = std::str::from_utf8(k).map_err(|_| io::Error::other("xattr name is not UTF-8"))?;
+            pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
+        }
+        if !pax.is_empty() {
+            b.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(e.mode);
+        h.set_uid(u64::from(e.uid));
+        h.set_gid(u64::from(e.gid));
+        h.set_mtime(e.mtime.max(0) as u64);
+        if let Ok(u) = std::str::from_utf8(&e.uname) {
+            if u.len() <= 32 {
+                h.set_username(u)?;
+            }
+        }
+        if let Ok(g) = std::str::from_utf8(&e.gname) {
+            if g.len() <= 32 {
+                h.set_groupname(g)?;
+            }
+        }
+        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&e.path));
+        let ty = match e.kind {
+            EntryKind::File => tar::EntryType::Regular,
+            EntryKind::Dir => tar::EntryType::Directory,
+            EntryKind::Symlink => tar::EntryType::Symlink,
+            EntryKind::Hardlink => tar::EntryType::Link,
+            EntryKind::Fifo => tar::EntryType::Fifo,
+            EntryKind::CharDev => tar::EntryType::Char,
+            EntryKind::BlockDev => tar::EntryType::Block,
+        };
+        h.set_entry_type(ty);
+        if matches!(e.kind, EntryKind::CharDev | EntryKind::BlockDev) {
+            h.set_device_major(e.dev_major)?;
+            h.set_device_minor(e.dev_minor)?;
+        }
+        match e.kind {
+            EntryKind::Symlink | EntryKind::Hardlink => {
+                h.set_size(0);
+                let target = std::path::Path::new(std::ffi::OsStr::from_bytes(&e.link));
+                if e.link.len() <= 100 {
+                    // Literal, so targets like `./x` or `a//b` survive unchanged.
+                    h.set_link_name_literal(&e.link)?;
+                    b.append_data(&mut h, path, io::empty())?;
+                } else {
+                    b.append_link(&mut h, path, target)?;
+                }
+            }
+            EntryKind::File => {
+                h.set_size(e.size);
+                b.append_data(&mut h, path, io::empty())?;
+            }
+            _ => {
+                h.set_size(0);
+                b.append_data(&mut h, path, io::empty())?;
+            }
+        }
+        Ok(b.get_ref().clone())
+    }
+
+    /// Ends the tar stream, flushes frames, writes the index and seek table.
+    /// Returns the output and the archive id.
+    pub fn finish(mut self) -> Result<(Box<dyn Write + Send>, [u8; 16]), Error> {
+        self.push(&[0u8; 1024]);
+        self.cut();
+        let stream_len = self.pos;
+        let (mut out, frames) = self.pipeline.take().unwrap().finish().map_err(|e| Error::io("archive output", e))?;
+        let table = SeekTable::new(frames);
+        let body = index::encode_entries(&self.entries);
+        let id = index::archive_id(&body, &table.entry_bytes());
+        let mut c = zstd::bulk::Compressor::new(9).map_err(|e| Error::io("index", e))?;
+        c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true)).map_err(|e| Error::io("index", e))?;
+        let compressed = c.compress(&body).map_err(|e| Error::io("index", e))?;
+        let header = IndexHeader {
+            version: index::FORMAT_VERSION,
+            id,
+            entry_count: self.entries.len() as u64,
+            body_len: body.len() as u64,
+            compressed_len: compressed.len() as u64,
+            stream_len,
+            frame_count: table.len() as u64,
+        };
+        let frame_len = 8 + index::HEADER_LEN + compressed.len() + index::TAIL_LEN;
+        let payload_len = u32::try_from(frame_len - 8).map_err(|_| Error::Unsupported("index larger than 4 GiB".into()))?;
+        let mut frame = Vec::with_capacity(frame_len);
+        frame.extend_from_slice(&index::INDEX_FRAME_MAGIC.to_le_bytes());
+        frame.extend_from_slice(&payload_len.to_le_bytes());
+        frame.extend_from_slice(&header.encode());
+        frame.extend_from_slice(&compressed);
+        frame.extend_from_slice(&(frame_len as u64).to_le_bytes());
+        frame.extend_from_slice(index::TAIL_MAGIC);
+        let w = |e| Error::io("archive output", e);
+        out.write_all(&frame).map_err(w)?;
+        out.write_all(&table.encode()).map_err(w)?;
+        out.flush().map_err(w)?;
+        Ok((out, id))
+    }
+}
+
+fn format_pax_time(sec: i64, nsec: u32) -> String {
+    if sec < 0 && nsec > 0 {
+        // PAX times are decimal: -1.5 means 1.5 s before the epoch.
+        let s = sec + 1;
+        let n = 1_000_000_000 - nsec;
+        if s == 0 {
+            format!("-0.{n:09}")
+        } else {
+            format!("{s}.{n:09}")
+        }
+    } else {
+        format!("{sec}.{nsec:09}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pax_time() {
+        assert_eq!(super::format_pax_time(5, 1), "5.000000001");
+        assert_eq!(super::format_pax_time(-1, 500_000_000), "-0.500000000");
+        assert_eq!(super::format_pax_time(-3, 250_000_000), "-2.750000000");
+    }
+}

@@ -1,0 +1,218 @@
+//! A directory under which entries are created with `*at` system calls.
+//! Parents are opened with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`,
+//! so no archive path, symlink or `..` can make thaw write outside it.
+
+use super::Error;
+use crate::archive::{Entry, EntryKind};
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+pub struct TargetDir {
+    root: OwnedFd,
+    path: PathBuf,
+    is_root_user: bool,
+}
+
+const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
+
+/// Splits `a/b/c` into (`a/b`, `c`); the parent of a top-level name is empty.
+pub fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&[], path),
+    }
+}
+
+fn os(p: &[u8]) -> &std::ffi::OsStr {
+    std::ffi::OsStr::from_bytes(p)
+}
+
+impl TargetDir {
+    /// Opens (creating if needed) the target directory.
+    pub fn create(path: &Path) -> Result<TargetDir, Error> {
+        let shown = path.as_os_str().as_bytes();
+        match std::fs::create_dir_all(path) {
+            Ok(()) => {}
+            Err(e) => return Err(Error::at(shown, e)),
+        }
+        let root = rfs::open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| Error::at(shown, e))?;
+        Ok(TargetDir { root, path: path.to_path_buf(), is_root_user: rustix::process::geteuid().is_root() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
+    }
+
+    /// Opens `rel` beneath the root (never through a symlink).
+    pub fn open(&self, rel: &[u8], flags: OFlags) -> Result<OwnedFd, Error> {
+        let p: &[u8] = if rel.is_empty() { b"." } else { rel };
+        rfs::openat2(&self.root, os(p), flags | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty(), BENEATH)
+            .map_err(|e| Error::at(rel, e))
+    }
+
+    /// The directory holding `rel`, creating missing parents (mode 0755).
+    pub fn parent(&self, rel: &[u8]) -> Result<OwnedFd, Error> {
+        let (parent, _) = split_parent(rel);
+        match self.open(parent, OFlags::DIRECTORY | OFlags::PATH) {
+            Ok(fd) => Ok(fd),
+            Err(Error::At { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
+                self.mkdir_all(parent)?;
+                self.open(parent, OFlags::DIRECTORY | OFlags::PATH)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates `rel` and every missing parent as directories.
+    pub fn mkdir_all(&self, rel: &[u8]) -> Result<(), Error> {
+        let mut end = 0;
+        while end < rel.len() {
+            end = rel[end..].iter().position(|&b| b == b'/').map_or(rel.len(), |i| end + i);
+            let prefix = &rel[..end];
+            let (parent, name) = split_parent(prefix);
+            let pfd = self.open(parent, OFlags::DIRECTORY | OFlags::PATH)?;
+            match rfs::mkdirat(&pfd, os(name), Mode::from_bits_truncate(0o755)) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::EXIST) => {
+                    let st = rfs::statat(&pfd, os(name), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| Error::at(prefix, e))?;
+                    if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::Directory {
+                        return Err(Error::Refused { path: String::from_utf8_lossy(prefix).into(), why: "exists and is not a directory".into() });
+                    }
+                }
+                Err(e) => return Err(Error::at(prefix, e)),
+            }
+            end += 1;
+        }
+        Ok(())
+    }
+
+    /// Removes a non-directory at `rel` if one is there (extraction replaces files).
+    fn clear(&self, pfd: &OwnedFd, name: &[u8]) {
+        let _ = rfs::unlinkat(pfd, os(name), AtFlags::empty());
+    }
+
+    /// Creates a regular file (replacing a non-directory) and returns it open read-write.
+    pub fn create_file(&self, rel: &[u8], mode: u32) -> Result<File, Error> {
+        let pfd = self.parent(rel)?;
+        let (_, name) = split_parent(rel);
+        let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let m = Mode::from_bits_truncate(mode & 0o777 | 0o600);
+        let fd = match rfs::openat(&pfd, os(name), flags, m) {
+            Err(rustix::io::Errno::EXIST) => {
+                self.clear(&pfd, name);
+                rfs::openat(&pfd, os(name), flags, m)
+            }
+            r => r,
+        }
+        .map_err(|e| Error::at(rel, e))?;
+        Ok(File::from(fd))
+    }
+
+    pub fn symlink(&self, rel: &[u8], target: &[u8]) -> Result<(), Error> {
+        let pfd = self.parent(rel)?;
+        let (_, name) = split_parent(rel);
+        match rfs::symlinkat(os(target), &pfd, os(name)) {
+            Err(rustix::io::Errno::EXIST) => {
+                self.clear(&pfd, name);
+                rfs::symlinkat(os(target), &pfd, os(name))
+            }
+            r => r,
+        }
+        .map_err(|e| Error::at(rel, e))
+    }
+
+    /// Hard link `rel` to the already created `target` (both beneath the root).
+    pub fn hardlink(&self, rel: &[u8], target: &[u8]) -> Result<(), Error> {
+        let tfd = self.open(split_parent(target).0, OFlags::DIRECTORY | OFlags::PATH)?;
+        let pfd = self.parent(rel)?;
+        let (_, name) = split_parent(rel);
+        let tname = split_parent(target).1;
+        match rfs::linkat(&tfd, os(tname), &pfd, os(name), AtFlags::empty()) {
+            Err(rustix::io::Errno::EXIST) => {
+                self.clear(&pfd, name);
+                rfs::linkat(&tfd, os(tname), &pfd, os(name), AtFlags::empty())
+            }
+            r => r,
+        }
+        .map_err(|e| Error::at(rel, e))
+    }
+
+    pub fn special(&self, e: &Entry) -> Result<(), Error> {
+        let pfd = self.parent(&e.path)?;
+        let (_, name) = split_parent(&e.path);
+        let ft = match e.kind {
+            EntryKind::Fifo => rfs::FileType::Fifo,
+            EntryKind::CharDev => rfs::FileType::CharacterDevice,
+            _ => rfs::FileType::BlockDevice,
+        };
+        self.clear(&pfd, name);
+        rfs::mknodat(&pfd, os(name), ft, Mode::from_bits_truncate(e.mode), rfs::makedev(e.dev_major, e.dev_minor))
+            .map_err(|err| Error::at(&e.path, err))
+    }
+
+    /// Applies owner (when root), mode, xattrs and mtime to an open file or directory.
+    pub fn set_meta_fd(&self, fd: BorrowedFd<'_>, e: &Entry) -> Result<(), Error> {
+        let at = |err: rustix::io::Errno| Error::at(&e.path, err);
+        if self.is_root_user {
+            rfs::fchown(fd, Some(rfs::Uid::from_raw(e.uid)), Some(rfs::Gid::from_raw(e.gid))).map_err(at)?;
+        }
+        rfs::fchmod(fd, Mode::from_bits_truncate(e.mode)).map_err(at)?;
+        for (k, v) in &e.xattrs {
+            let name = std::ffi::CString::new(k.clone()).map_err(|_| Error::at(&e.path, std::io::Error::other("NUL in xattr name")))?;
+            match rfs::fsetxattr(fd, name.as_c_str(), v, rfs::XattrFlags::empty()) {
+                Ok(()) => {}
+                // Not permitted or not supported here (e.g. trusted.* as a user): skip, like tar.
+                Err(rustix::io::Errno::PERM | rustix::io::Errno::NOTSUP | rustix::io::Errno::ACCESS) => {}
+                Err(err) => return Err(at(err)),
+            }
+        }
+        rfs::futimens(fd, &entry_times(e)).map_err(at)
+    }
+
+    /// Owner and mtime of a symlink (mode and xattrs do not apply).
+    pub fn set_meta_symlink(&self, e: &Entry) -> Result<(), Error> {
+        let pfd = self.parent(&e.path)?;
+        let (_, name) = split_parent(&e.path);
+        let at = |err: rustix::io::Errno| Error::at(&e.path, err);
+        if self.is_root_user {
+            rfs::chownat(&pfd, os(name), Some(rfs::Uid::from_raw(e.uid)), Some(rfs::Gid::from_raw(e.gid)), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(at)?;
+        }
+        rfs::utimensat(&pfd, os(name), &entry_times(e), AtFlags::SYMLINK_NOFOLLOW).map_err(at)
+    }
+
+    /// Metadata of a directory, fifo or device node, opened beneath the root.
+    pub fn set_meta_path(&self, e: &Entry) -> Result<(), Error> {
+        if e.kind == EntryKind::Symlink {
+            return self.set_meta_symlink(e);
+        }
+        let flags = if e.kind == EntryKind::Dir { OFlags::DIRECTORY | OFlags::RDONLY } else { OFlags::PATH };
+        if e.kind != EntryKind::Dir {
+            // O_PATH fds do not take fchmod/futimens: use the *at calls on the parent.
+            let pfd = self.parent(&e.path)?;
+            let (_, name) = split_parent(&e.path);
+            let at = |err: rustix::io::Errno| Error::at(&e.path, err);
+            if self.is_root_user {
+                rfs::chownat(&pfd, os(name), Some(rfs::Uid::from_raw(e.uid)), Some(rfs::Gid::from_raw(e.gid)), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(at)?;
+            }
+            rfs::chmodat(&pfd, os(name), Mode::from_bits_truncate(e.mode), AtFlags::empty()).map_err(at)?;
+            return rfs::utimensat(&pfd, os(name), &entry_times(e), AtFlags::SYMLINK_NOFOLLOW).map_err(at);
+        }
+        let fd = self.open(&e.path, flags)?;
+        self.set_meta_fd(fd.as_fd(), e)
+    }
+}
+
+pub fn entry_times(e: &Entry) -> Timestamps {
+    let t = Timespec { tv_sec: e.mtime, tv_nsec: i64::from(e.mtime_nsec) as _ };
+    Timestamps { last_access: Timespec { tv_sec: 0, tv_nsec: rfs::UTIME_OMIT }, last_modification: t }
+}
