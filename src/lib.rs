@@ -9,4 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod archive;
+pub mod hydrate;
+#[allow(unsafe_code)]
+pub mod sys;
 pub mod tree;

@@ -6,8 +6,11 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{self, IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use thaw::archive::{self, Archive, EntryKind, WriterOptions};
+use thaw::hydrate::{self, daemon::OpenPolicy, ServeOptions};
 
 #[derive(Parser)]
 #[command(name = "thaw", version, about = "Make a huge archive usable instantly: stubs now, bytes on first read")]
@@ -72,8 +75,88 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Check every frame and the index of an archive
-    Verify { archive: PathBuf },
+    /// Check an archive (every frame and the index), or a tree (every hydrated byte against its archive)
+    Verify {
+        /// An archive, or a directory made by `thaw populate`
+        target: PathBuf,
+    },
+    /// Lay the archive's tree out as sparse stubs under DIR (shown in DIR while served)
+    Populate {
+        archive: PathBuf,
+        dir: PathBuf,
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Serve DIR: stubs are filled from the archive as they are read (runs until SIGINT/SIGTERM)
+    Serve {
+        archive: PathBuf,
+        dir: PathBuf,
+        #[command(flatten)]
+        opts: ServeArgs,
+    },
+    /// Populate if needed, serve, run a command, stop; exits with the command's status
+    Run {
+        archive: PathBuf,
+        dir: PathBuf,
+        #[command(flatten)]
+        opts: ServeArgs,
+        /// The command and its arguments
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Files complete / partial / untouched, bytes hydrated vs total, disk used
+    Status {
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fill stubs completely (all, or the given paths relative to DIR), in parallel
+    Hydrate { dir: PathBuf, paths: Vec<PathBuf> },
+    /// (internal) unmounts DIR when the daemon's pipe closes
+    #[command(name = "__guard", hide = true)]
+    Guard { dir: PathBuf, mount_id: u64 },
+}
+
+#[derive(clap::Args, Clone)]
+struct ServeArgs {
+    /// Threads answering events
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Chunks hydrated ahead of a sequential reader (0 = off)
+    #[arg(long)]
+    readahead: Option<usize>,
+    /// Who gets a whole stub on open (hole-aware copiers read zeros otherwise):
+    /// `copiers` (cp, tar, rsync, ... by process name), `all`, `none`, or a comma-separated list of names
+    #[arg(long, default_value = "copiers")]
+    hydrate_on_open: String,
+    /// Frame cache size (e.g. 64M)
+    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    cache: usize,
+    /// Log every event
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+impl ServeArgs {
+    fn options(&self) -> ServeOptions {
+        let mut o = ServeOptions::default();
+        if let Some(w) = self.workers {
+            o.workers = w.max(1);
+        }
+        if let Some(r) = self.readahead {
+            o.readahead = r;
+        }
+        o.open_policy = match self.hydrate_on_open.as_str() {
+            "copiers" => OpenPolicy::default_copiers(),
+            "all" => OpenPolicy::All,
+            "none" => OpenPolicy::Never,
+            list => OpenPolicy::Copiers(list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
+        };
+        o.cache_bytes = self.cache;
+        o.verbose = self.verbose;
+        o.guard_exe = std::env::current_exe().ok();
+        o
+    }
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -284,7 +367,25 @@ fn run(cli: Cli) -> Result<i32> {
                 println!("ratio          {:.3} (archive / tar stream)", a.file_len() as f64 / t.stream_len().max(1) as f64);
             }
         }
-        Cmd::Verify { archive } => {
+        Cmd::Verify { target } if target.is_dir() => {
+            let r = hydrate::status::verify_tree(&target, None).with_context(|| format!("cannot verify {}", target.display()))?;
+            for p in &r.problems {
+                eprintln!("{}: {p}", target.display());
+            }
+            for e in &r.empty_stubs {
+                println!("untouched stub: {e}");
+            }
+            println!(
+                "{}: {} files checked, {} compared with the archive, {} untouched stubs, {} problem(s)",
+                target.display(),
+                r.files_checked,
+                human(r.bytes_compared),
+                r.empty_stubs.len(),
+                r.problems.len()
+            );
+            return Ok(if r.problems.is_empty() { 0 } else { 1 });
+        }
+        Cmd::Verify { target: archive } => {
             let a = open(&archive)?;
             let pb = bar("verifying");
             pb.set_length(a.seek_table().len() as u64);
@@ -299,8 +400,141 @@ fn run(cli: Cli) -> Result<i32> {
             }
             println!("{}: ok ({} frames, {} entries checked)", archive.display(), r.frames, r.entries_checked);
         }
+        Cmd::Populate { archive, dir, threads: t } => {
+            let a = open(&archive)?;
+            let started = std::time::Instant::now();
+            let s = thaw::tree::populate::populate(&a, &archive, &dir, threads(t))
+                .with_context(|| format!("cannot populate {} from {}", dir.display(), archive.display()))?;
+            for w in &s.warnings {
+                eprintln!("thaw: warning: {w}");
+            }
+            eprintln!(
+                "populated {} entries ({} stubs, {}) in {:.2}s; `thaw serve {} {}` shows them",
+                s.entries,
+                s.stubs,
+                human(s.bytes),
+                started.elapsed().as_secs_f64(),
+                archive.display(),
+                dir.display()
+            );
+        }
+        Cmd::Serve { archive, dir, opts } => {
+            let a = Arc::new(open(&archive)?);
+            let stop = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, stop.clone())?;
+            }
+            let stats = hydrate::serve(a, &dir, opts.options(), &stop, &mut || {
+                println!("ready: serving {} (stop with Ctrl-C or SIGTERM)", dir.display());
+                let _ = io::stdout().flush();
+            })
+            .with_context(|| format!("cannot serve {}", dir.display()))?;
+            eprintln!(
+                "stopped: {} events, {} chunks ({}) written, {} files completed, {} denied",
+                stats.events,
+                stats.chunks_written,
+                human(stats.bytes_written),
+                stats.files_completed,
+                stats.events_denied
+            );
+        }
+        Cmd::Run { archive, dir, opts, command } => return run_command(&archive, &dir, opts.options(), &command),
+        Cmd::Status { dir, json } => {
+            let s = hydrate::status::status(&dir).with_context(|| format!("cannot read the state of {}", dir.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                let pct = |a: u64, b: u64| if b == 0 { 100.0 } else { a as f64 * 100.0 / b as f64 };
+                println!("dir            {} ({})", s.dir.display(), if s.served { "served" } else { "not served: empty until `thaw serve`" });
+                println!("archive        {} ({})", s.archive.display(), s.id);
+                println!("files          {} complete, {} partial, {} untouched (of {})", s.files_complete, s.files_partial, s.files_untouched, s.files_total);
+                println!("hydrated       {} of {} ({:.2}%)", human(s.bytes_hydrated), human(s.bytes_total), pct(s.bytes_hydrated, s.bytes_total));
+                println!("disk used      {}", human(s.disk_bytes));
+                println!("events served  {} (frames decoded {})", s.events_served, s.frames_decoded);
+            }
+        }
+        Cmd::Hydrate { dir, paths } => {
+            let pb = bar("hydrating");
+            let n = hydrate::status::hydrate(&dir, None, &paths, &|n| pb.inc(n)).with_context(|| format!("cannot hydrate {}", dir.display()))?;
+            pb.finish_and_clear();
+            eprintln!("hydrated {n} files");
+        }
+        Cmd::Guard { dir, mount_id } => return Ok(hydrate::daemon::guard_main(&dir, mount_id)),
     }
     Ok(0)
+}
+
+/// `thaw run`: serve in this process, run the command in its own PID
+/// namespace (when possible) killed with us, then stop serving.
+fn run_command(archive: &Path, dir: &Path, opts: ServeOptions, command: &[std::ffi::OsString]) -> Result<i32> {
+    let a = Arc::new(open(&archive.to_path_buf())?);
+    let stage = thaw::tree::stage::Stage::new(dir);
+    if !stage.exists() {
+        let s = thaw::tree::populate::populate(&a, archive, dir, threads(None))
+            .with_context(|| format!("cannot populate {} from {}", dir.display(), archive.display()))?;
+        eprintln!("thaw: populated {} entries ({} stubs)", s.entries, s.stubs);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let daemon = {
+        let (a, dir, stop) = (a.clone(), dir.to_path_buf(), stop.clone());
+        std::thread::Builder::new().name("thaw-serve".into()).spawn(move || {
+            hydrate::serve(a, &dir, opts, &stop, &mut || {
+                let _ = ready_tx.send(());
+            })
+        })?
+    };
+    if ready_rx.recv().is_err() {
+        let err = daemon.join().map_err(|_| anyhow::anyhow!("daemon panicked"))?;
+        return Err(anyhow::anyhow!(err.err().map_or("daemon stopped".into(), |e| e.to_string()))).with_context(|| format!("cannot serve {}", dir.display()));
+    }
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, interrupted.clone())?;
+    }
+    let unshare = Path::new("/usr/bin/unshare");
+    let mut cmd = if rustix::process::geteuid().is_root() && unshare.exists() {
+        let mut c = std::process::Command::new(unshare);
+        c.args(["--pid", "--fork", "--kill-child", "--"]).args(command);
+        c
+    } else {
+        let mut c = std::process::Command::new(&command[0]);
+        c.args(&command[1..]);
+        c
+    };
+    thaw::sys::process::kill_with_parent(&mut cmd);
+    let mut child = cmd.spawn().with_context(|| format!("cannot run {:?}", command[0]))?;
+    let mut forwarded = false;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break Some(st);
+        }
+        if daemon.is_finished() {
+            // The daemon failed: stop the command rather than let it read holes.
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        if interrupted.load(Ordering::Relaxed) && !forwarded {
+            let _ = rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::TERM);
+            forwarded = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    stop.store(true, Ordering::Relaxed);
+    let served = daemon.join().map_err(|_| anyhow::anyhow!("daemon panicked"))?;
+    let stats = served.with_context(|| format!("serving {} failed", dir.display()))?;
+    let Some(status) = status else {
+        bail!("the daemon stopped while the command ran; the command was killed");
+    };
+    eprintln!(
+        "thaw: {} events, {} written, {} files completed",
+        stats.events,
+        human(stats.bytes_written),
+        stats.files_completed
+    );
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
 fn entry_json(e: &archive::Entry) -> serde_json::Value {

@@ -5,6 +5,7 @@ use super::index::{normalize_path, Entry, EntryKind};
 use super::pack::write_atomically;
 use super::writer::{ArchiveWriter, WriterOptions};
 use super::Error;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
@@ -41,6 +42,8 @@ pub fn convert(input: &Path, out: &Path, opts: WriterOptions, progress: &(dyn Fn
     write_atomically(out, |file| {
         let mut w = ArchiveWriter::new(file, opts)?;
         let mut warnings = Vec::new();
+        // Path -> position in w.entries(), to resolve hard link targets.
+        let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut tar = tar::Archive::new(stream);
         let entries = tar.entries().map_err(|e| Error::io(&name, e))?;
         for item in entries {
@@ -111,10 +114,26 @@ pub fn convert(input: &Path, out: &Path, opts: WriterOptions, progress: &(dyn Fn
                 EntryKind::Hardlink => {
                     let l = item.link_name_bytes().ok_or_else(|| bad("hard link without a target".into()))?;
                     e.link = normalize_path(&l).ok_or_else(|| bad("hard link target escapes the archive".into()))?;
+                    // thaw hard-links regular files only: a link to a link
+                    // points at its file, and a link to a symlink, fifo or
+                    // device (GNU tar records `ln` of a symlink so) is a copy.
+                    if let Some(t) = seen.get(&e.link).map(|&i| &w.entries()[i]) {
+                        match t.kind {
+                            EntryKind::File | EntryKind::Dir => {}
+                            EntryKind::Hardlink => e.link = t.link.clone(),
+                            other => {
+                                e.kind = other;
+                                e.link = t.link.clone();
+                                e.dev_major = t.dev_major;
+                                e.dev_minor = t.dev_minor;
+                            }
+                        }
+                    }
                 }
                 EntryKind::File => e.size = item.size(),
                 _ => {}
             }
+            seen.insert(e.path.clone(), w.entries().len());
             if kind == EntryKind::File && e.size > 0 {
                 let mut counted = Counted { inner: &mut item, progress };
                 w.append(e, Some(&mut counted))?;

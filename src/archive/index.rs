@@ -137,7 +137,7 @@ impl Index {
             match e.kind {
                 EntryKind::File => {
                     let end = e.data_offset.checked_add(e.size);
-                    if end.is_none_or(|end| end > stream_len) {
+                    if end.map_or(true, |end| end > stream_len) {
                         return Err(bad(format!(
                             "data at {}+{} lies outside the {}-byte tar stream",
                             e.data_offset, e.size, stream_len
@@ -157,10 +157,8 @@ impl Index {
                         }
                     }
                 }
-                EntryKind::Symlink => {
-                    if e.link.is_empty() || e.link.contains(&0) {
-                        return Err(bad("empty or NUL symlink target".into()));
-                    }
+                EntryKind::Symlink if e.link.is_empty() || e.link.contains(&0) => {
+                    return Err(bad("empty or NUL symlink target".into()));
                 }
                 _ => {}
             }

@@ -16,6 +16,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// Where archive bytes come from: a local file now, HTTP/object storage later.
 pub trait Source: Send + Sync {
     fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Fills `buf` from `offset`; a short source is an error.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
     /// A name for messages (the path or URL).
@@ -33,6 +36,11 @@ pub struct FileSource {
 
 impl FileSource {
     pub fn open(path: &Path) -> Result<FileSource, Error> {
+        // Check the type before opening: opening a fifo would block.
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path.display(), e))?;
+        if !meta.is_file() {
+            return Err(Error::NotThaw(format!("{} is not a regular file", path.display())));
+        }
         let file = File::open(path).map_err(|e| Error::io(path.display(), e))?;
         let meta = file.metadata().map_err(|e| Error::io(path.display(), e))?;
         if !meta.is_file() {
@@ -88,7 +96,7 @@ impl Archive {
         let tail_start = len.saturating_sub(TAIL_READ);
         let mut tail = read(tail_start, len - tail_start)?;
         let seek_len = SeekTable::frame_len_from_footer(&tail).map_err(|e| match e {
-            Error::NotThaw(_) => not_thaw(&*source, "no zstd seek table at the end"),
+            Error::NotThaw(_) => not_thaw(&*source, "no zstd seek table at the end (or the archive is truncated)"),
             e => e,
         })?;
         if seek_len + index::TAIL_LEN as u64 > len {

@@ -32,13 +32,15 @@ impl Default for WriterOptions {
 }
 
 type FrameResult = (u64, io::Result<(Vec<u8>, FrameEntry)>);
+/// What the writer thread hands back: the output and every frame's seek table entry.
+type Written = io::Result<(Box<dyn Write + Send>, Vec<FrameEntry>)>;
 
 /// Compresses frames on a thread pool and writes them in order on a writer thread.
 struct Pipeline {
     pool: rayon::ThreadPool,
     results: mpsc::Sender<FrameResult>,
     tokens: mpsc::SyncSender<()>,
-    writer: JoinHandle<io::Result<(Box<dyn Write + Send>, Vec<FrameEntry>)>>,
+    writer: JoinHandle<Written>,
     next_seq: u64,
     level: i32,
 }
@@ -97,7 +99,7 @@ impl Pipeline {
         });
     }
 
-    fn finish(self) -> io::Result<(Box<dyn Write + Send>, Vec<FrameEntry>)> {
+    fn finish(self) -> Written {
         let Pipeline { pool, results, tokens, writer, .. } = self;
         drop(results);
         drop(pool); // jobs already spawned still run; their senders keep rx alive
@@ -115,7 +117,7 @@ thread_local! {
 fn compress_frame(chunk: &[u8], level: i32) -> io::Result<(Vec<u8>, FrameEntry)> {
     COMPRESSOR.with(|cell| {
         let mut cell = cell.borrow_mut();
-        if cell.as_ref().is_none_or(|(l, _)| *l != level) {
+        if cell.as_ref().map_or(true, |(l, _)| *l != level) {
             let mut c = zstd::bulk::Compressor::new(level)?;
             c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
             c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(true))?;
@@ -146,9 +148,9 @@ pub struct ArchiveWriter {
 
 impl ArchiveWriter {
     pub fn new<W: Write + Send + 'static>(out: W, opts: WriterOptions) -> Result<ArchiveWriter, Error> {
-        if opts.frame_size < 4096 || opts.frame_size > MAX_FRAME_SIZE as usize / 2 {
+        if opts.frame_size < 4096 || opts.frame_size > MAX_FRAME_SIZE as usize / 2 || opts.frame_size % 4096 != 0 {
             return Err(Error::Unsupported(format!(
-                "frame size {} (must be between 4 KiB and {} MiB)",
+                "frame size {} (must be a multiple of 4 KiB between 4 KiB and {} MiB)",
                 opts.frame_size,
                 MAX_FRAME_SIZE >> 21
             )));
@@ -242,7 +244,6 @@ impl ArchiveWriter {
     /// Tar header block(s) for an entry: an optional PAX record (mtime with
     /// nanoseconds, xattrs), GNU long-name records when needed, the header.
     fn header_bytes(&mut self, e: &Entry) -> io::Result<Vec<u8>> {
-        use std::os::unix::ffi::OsStrExt;
         let b = &mut self.headers;
         b.get_mut().clear();
         let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
@@ -271,7 +272,6 @@ impl ArchiveWriter {
                 h.set_groupname(g)?;
             }
         }
-        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&e.path));
         let ty = match e.kind {
             EntryKind::File => tar::EntryType::Regular,
             EntryKind::Dir => tar::EntryType::Directory,
@@ -286,27 +286,35 @@ impl ArchiveWriter {
             h.set_device_major(e.dev_major)?;
             h.set_device_minor(e.dev_minor)?;
         }
+        // Name and link target go in as raw bytes, through GNU 'L' / 'K'
+        // records when longer than the 100-byte fields (tar-rs cuts its
+        // header copy of a long name at a UTF-8 boundary, and fails when the
+        // name does not start with UTF-8).
+        if index::normalize_path(&e.path).as_deref() != Some(&e.path[..]) || e.path.contains(&0) {
+            return Err(io::Error::other("path is empty, absolute, has `.`, `..` or empty components, or a NUL"));
+        }
+        if e.path.len() > NAME_FIELD {
+            append_long_name(b, b'L', &e.path)?;
+        }
+        h.as_old_mut().name[..e.path.len().min(NAME_FIELD)].copy_from_slice(&e.path[..e.path.len().min(NAME_FIELD)]);
         match e.kind {
             EntryKind::Symlink | EntryKind::Hardlink => {
                 h.set_size(0);
-                let target = std::path::Path::new(std::ffi::OsStr::from_bytes(&e.link));
-                if e.link.len() <= 100 {
+                if e.link.contains(&0) {
+                    return Err(io::Error::other("link target contains a NUL"));
+                }
+                if e.link.len() > NAME_FIELD {
+                    append_long_name(b, b'K', &e.link)?;
+                } else {
                     // Literal, so targets like `./x` or `a//b` survive unchanged.
                     h.set_link_name_literal(&e.link)?;
-                    b.append_data(&mut h, path, io::empty())?;
-                } else {
-                    b.append_link(&mut h, path, target)?;
                 }
             }
-            EntryKind::File => {
-                h.set_size(e.size);
-                b.append_data(&mut h, path, io::empty())?;
-            }
-            _ => {
-                h.set_size(0);
-                b.append_data(&mut h, path, io::empty())?;
-            }
+            EntryKind::File => h.set_size(e.size),
+            _ => h.set_size(0),
         }
+        h.set_cksum();
+        b.append(&h, io::empty())?;
         Ok(b.get_ref().clone())
     }
 
@@ -347,6 +355,24 @@ impl ArchiveWriter {
         out.flush().map_err(w)?;
         Ok((out, id))
     }
+}
+
+/// Size of the name and linkname fields of a tar header.
+const NAME_FIELD: usize = 100;
+
+/// A GNU long name (`L`) or long link (`K`) record holding `bytes`, as GNU tar writes it.
+fn append_long_name(b: &mut tar::Builder<Vec<u8>>, kind: u8, bytes: &[u8]) -> io::Result<()> {
+    let mut h = tar::Header::new_gnu();
+    let name = b"././@LongLink";
+    h.as_old_mut().name[..name.len()].copy_from_slice(name);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(bytes.len() as u64 + 1); // NUL-terminated, like GNU tar
+    h.set_entry_type(tar::EntryType::new(kind));
+    h.set_cksum();
+    b.append(&h, bytes.chain(&[0u8][..]))
 }
 
 fn format_pax_time(sec: i64, nsec: u32) -> String {

@@ -488,6 +488,15 @@ impl Fanotify {
         self.mark_path(mark::ADD, mask, path.as_ref())
     }
 
+    /// Watches every file reached through the mount behind `fd` (which may be
+    /// a detached mount from `open_tree(OPEN_TREE_CLONE)`, so the mark is armed
+    /// before the mount becomes visible anywhere).
+    pub fn mark_mount_fd(&self, fd: BorrowedFd<'_>, mask: Mask) -> io::Result<()> {
+        // "." relative to the fd, not a NULL path: open_tree gives an O_PATH
+        // fd, which fanotify_mark refuses (EBADF) as the marked object itself.
+        self.mark(mark::ADD | mark::MOUNT, mask, fd.as_raw_fd(), Some(c"."))
+    }
+
     /// Watches the inode behind `fd`.
     pub fn mark_inode_fd(&self, fd: BorrowedFd<'_>, mask: Mask) -> io::Result<()> {
         self.mark(mark::ADD, mask, fd.as_raw_fd(), None)
@@ -883,6 +892,13 @@ mod tests {
         assert!(Response::DenyErrno(0).bits().is_err());
         assert!(Response::DenyErrno(256).bits().is_err());
         assert!(Response::DenyErrno(-5).bits().is_err());
+    }
+
+    #[test]
+    fn handles_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Fanotify>();
+        send_sync::<Event>();
     }
 
     #[test]

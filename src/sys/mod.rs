@@ -5,3 +5,4 @@
 //! fd-owning API here. Every `unsafe` block carries a `// SAFETY:` comment.
 
 pub mod fanotify;
+pub mod process;

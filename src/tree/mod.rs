@@ -5,6 +5,7 @@
 
 pub mod extract;
 pub mod populate;
+pub mod stage;
 pub mod target;
 
 pub use target::TargetDir;

@@ -59,16 +59,30 @@ impl TargetDir {
     }
 
     /// The directory holding `rel`, creating missing parents (mode 0755).
+    /// A failure names `rel`, the entry being created, not only its parent.
     pub fn parent(&self, rel: &[u8]) -> Result<OwnedFd, Error> {
         let (parent, _) = split_parent(rel);
-        match self.open(parent, OFlags::DIRECTORY | OFlags::PATH) {
-            Ok(fd) => Ok(fd),
+        let res = match self.open(parent, OFlags::DIRECTORY | OFlags::PATH) {
+            Ok(fd) => return Ok(fd),
             Err(Error::At { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
-                self.mkdir_all(parent)?;
-                self.open(parent, OFlags::DIRECTORY | OFlags::PATH)
+                self.mkdir_all(parent).and_then(|()| self.open(parent, OFlags::DIRECTORY | OFlags::PATH))
             }
             Err(e) => Err(e),
-        }
+        };
+        res.map_err(|e| {
+            let why = match &e {
+                Error::At { cause, .. }
+                    if matches!(cause.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR | libc::EXDEV)) =>
+                {
+                    format!(
+                        "parent {:?} is a symlink or not a directory (thaw never follows symlinks in the target): {cause}",
+                        String::from_utf8_lossy(parent)
+                    )
+                }
+                other => format!("parent {:?}: {other}", String::from_utf8_lossy(parent)),
+            };
+            Error::Refused { path: String::from_utf8_lossy(rel).into_owned(), why }
+        })
     }
 
     /// Creates `rel` and every missing parent as directories.

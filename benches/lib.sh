@@ -1,0 +1,167 @@
+# Helpers for benches/run.sh and benches/workloads/*.sh (sourced, not run).
+#
+# Every figure goes through `record` into $RESULTS/results.jsonl (one JSON
+# object a line: workload, metric, variant, rep, value, unit); every goal
+# through `compare` into $RESULTS/comparisons.jsonl. benches/report.py and
+# benches/plot.py read those two files and nothing else.
+
+log() { printf '\033[1m[%s]\033[0m %s\n' "$(date +%T)" "$*" >&2; }
+die() {
+    printf '\n\033[1;31mBENCH FAILED:\033[0m %s\n' "$*" >&2
+    exit 1
+}
+
+# Runs a step whose output matters only when it fails: output goes to
+# $LOGS/NAME.log; on failure its tail is shown and the suite stops.
+step() {
+    local name=$1
+    shift
+    local lf="$LOGS/$name.log"
+    if ! "$@" >"$lf" 2>&1; then
+        tail -n 30 "$lf" >&2
+        die "step '$name' failed: $* (full log: $lf)"
+    fi
+}
+
+drop_caches() {
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+}
+
+# Allocated bytes under a path (what the filesystem really spends; sparse
+# stubs count only their hydrated blocks).
+disk_bytes() { du -s --block-size=1 -- "$1" | cut -f1; }
+
+# Float arithmetic: calc 'a / b' (awk, 6 decimals).
+calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
+
+now() { printf '%s' "$EPOCHREALTIME"; }
+
+# timed NAME CMD...: runs CMD under /usr/bin/time, output to $LOGS/NAME.log.
+# Sets T_WALL (s, from the shell's monotonic-enough microsecond clock),
+# T_USER, T_SYS (s, children included) and T_RSS_KB (peak RSS of the
+# largest process waited for). Dies if CMD fails.
+timed() {
+    local name=$1
+    shift
+    local lf="$LOGS/$name.log" tf="$LOGS/$name.time"
+    local t0 t1 rc=0
+    t0=$(now)
+    /usr/bin/time -f '%U %S %M' -o "$tf" "$@" >"$lf" 2>&1 || rc=$?
+    t1=$(now)
+    if [[ $rc -ne 0 ]]; then
+        tail -n 30 "$lf" >&2
+        die "timed step '$name' exited $rc: $* (full log: $lf)"
+    fi
+    read -r T_USER T_SYS T_RSS_KB < <(tail -n 1 "$tf")
+    T_WALL=$(calc "$t1 - $t0")
+    [[ -n $T_USER && -n $T_SYS && -n $T_RSS_KB ]] || die "no timing for '$name' in $tf"
+}
+
+# record WORKLOAD METRIC VARIANT REP VALUE UNIT
+record() {
+    local wl=$1 metric=$2 variant=$3 rep=$4 value=$5 unit=$6
+    [[ $value =~ ^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$ ]] ||
+        die "not a number for $wl/$metric/$variant rep $rep: '$value'"
+    printf '{"workload":"%s","metric":"%s","variant":"%s","rep":%s,"value":%s,"unit":"%s"}\n' \
+        "$wl" "$metric" "$variant" "$rep" "$value" "$unit" >>"$RESULTS/results.jsonl"
+}
+
+# compare WORKLOAD METRIC VARIANT BASELINE OP TARGET [NOTE]
+#   the report computes median(VARIANT) / median(BASELINE) and checks it
+#   against OP TARGET (OP one of <= < >= >). BASELINE "-" means an absolute
+#   goal on median(VARIANT) itself (in the metric's unit).
+compare() {
+    local wl=$1 metric=$2 variant=$3 base=$4 op=$5 target=$6 note=${7:-}
+    printf '{"workload":"%s","metric":"%s","variant":"%s","baseline":"%s","op":"%s","target":%s,"note":"%s"}\n' \
+        "$wl" "$metric" "$variant" "$base" "$op" "$target" "$note" >>"$RESULTS/comparisons.jsonl"
+}
+
+# Records the T_* figures of the last `timed` as METRIC_{wall,user,sys}.
+record_times() {
+    local wl=$1 metric=$2 variant=$3 rep=$4
+    record "$wl" "${metric}_wall" "$variant" "$rep" "$T_WALL" s
+    record "$wl" "${metric}_user" "$variant" "$rep" "$T_USER" s
+    record "$wl" "${metric}_sys" "$variant" "$rep" "$T_SYS" s
+}
+
+# Order of the variants in repetition REP: A B on odd reps, B A on even
+# ones, so slow drift (thermal, background work) does not favour one side.
+order() {
+    local rep=$1 a=$2 b=$3
+    if ((rep % 2)); then echo "$a $b"; else echo "$b $a"; fi
+}
+
+# A fresh, unserved, empty path for a tree (dies if something still serves it).
+fresh_dir() {
+    local d=$1
+    if mountpoint -q "$d" 2>/dev/null; then
+        die "$d is still mounted (a thaw serve or ratarmount left over?)"
+    fi
+    rm -rf -- "$d"
+    mkdir -p -- "$(dirname "$d")"
+}
+
+# `thaw status DIR --json` checked for the contract's keys; prints the JSON.
+thaw_status() {
+    local dir=$1 js
+    js=$("$THAW" status "$dir" --json) || die "thaw status $dir --json failed"
+    jq -e 'has("files_total") and has("files_complete") and has("files_partial") and has("files_untouched")
+           and has("bytes_total") and has("bytes_hydrated") and has("disk_bytes")
+           and has("events_served") and has("frames_decoded")' <<<"$js" >/dev/null ||
+        die "thaw status $dir --json lacks a contract key: $js"
+    printf '%s\n' "$js"
+}
+
+# Records the hydration figures of `thaw status DIR --json`.
+record_status() {
+    local wl=$1 prefix=$2 variant=$3 rep=$4 dir=$5 js
+    js=$(thaw_status "$dir")
+    printf '%s\n' "$js" >"$LOGS/$wl-$prefix-$variant-$rep.status.json"
+    record "$wl" "${prefix}bytes_hydrated" "$variant" "$rep" "$(jq -r .bytes_hydrated <<<"$js")" B
+    record "$wl" "${prefix}bytes_total" "$variant" "$rep" "$(jq -r .bytes_total <<<"$js")" B
+    record "$wl" "${prefix}events_served" "$variant" "$rep" "$(jq -r .events_served <<<"$js")" count
+    record "$wl" "${prefix}frames_decoded" "$variant" "$rep" "$(jq -r .frames_decoded <<<"$js")" count
+    record "$wl" "${prefix}files_complete" "$variant" "$rep" "$(jq -r .files_complete <<<"$js")" count
+    record "$wl" "${prefix}files_partial" "$variant" "$rep" "$(jq -r .files_partial <<<"$js")" count
+}
+
+# Loud check of a served tree against the archive.
+thaw_verify_dir() {
+    local name=$1 dir=$2
+    step "$name-thaw-verify" "$THAW" verify "$dir"
+}
+
+# Fails unless two files have the same content.
+same_file() {
+    cmp -s -- "$1" "$2" || die "$3: $1 and $2 differ"
+}
+
+# A listing of a tree with what the bench cares about, sorted, for
+# comparing trees: type, mode, mtime (ns) of files and directories, size of
+# files, target of symlinks (their own mtime is left out).
+tree_listing() {
+    (cd "$1" && find . -mindepth 1 \( -type d -printf '%P|d|%m|%T@\n' \) \
+        -o \( -type l -printf '%P|l|%l\n' \) -o -printf '%P|%y|%m|%T@|%s|%n\n' | LC_ALL=C sort)
+}
+
+# Dies unless trees A and B have the same listing and the same file contents.
+same_tree() {
+    local a=$1 b=$2 what=$3
+    if ! diff <(tree_listing "$a") <(tree_listing "$b") >"$LOGS/$what.listing.diff"; then
+        head -n 20 "$LOGS/$what.listing.diff" >&2
+        die "$what: metadata of $a and $b differ (see $LOGS/$what.listing.diff)"
+    fi
+    diff -r --no-dereference -q "$a" "$b" >"$LOGS/$what.content.diff" 2>&1 ||
+        die "$what: contents of $a and $b differ (see $LOGS/$what.content.diff)"
+}
+
+# hyperfine_record JSON WORKLOAD METRIC VARIANT: one record per run.
+hyperfine_record() {
+    local json=$1 wl=$2 metric=$3 variant=$4 i=0 t
+    while read -r t; do
+        i=$((i + 1))
+        record "$wl" "$metric" "$variant" $i "$t" s
+    done < <(jq -r '.results[0].times[]' "$json")
+    [[ $i -gt 0 ]] || die "no runs in $json"
+}

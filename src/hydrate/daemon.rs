@@ -1,0 +1,390 @@
+//! `thaw serve`: the daemon. The stub tree is cloned into a detached mount,
+//! the fanotify mount mark is put on it, and only then is it moved over
+//! `DIR`, so no reader can reach an unwatched stub through `DIR`. Each
+//! pre-content event is answered after the bytes it covers are in place.
+//! On SIGINT/SIGTERM the mount is detached first (new readers get ENOENT, not
+//! zeros), queued and in-flight events are finished, and statistics are
+//! saved. A guard process unmounts `DIR` if the daemon dies without doing so.
+
+use super::hydrator::{fd_path, Hydrator, Lookup};
+use super::Error;
+use crate::archive::Archive;
+use crate::sys::fanotify::{Event, Fanotify, Mask, Response};
+use crate::tree::stage::Stage;
+use rustix::fs::{self as rfs, AtFlags, StatxFlags};
+use rustix::mount::{self as rmount, MoveMountFlags, OpenTreeFlags, UnmountFlags};
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Which processes get a whole stub hydrated when they open it: hole-aware
+/// copiers ask SEEK_DATA (which raises no event) and would copy zeros.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenPolicy {
+    /// Processes whose `comm` is in the list.
+    Copiers(Vec<String>),
+    /// Every open of a stub hydrates it whole.
+    All,
+    /// No open-time hydration.
+    Never,
+}
+
+impl OpenPolicy {
+    pub fn default_copiers() -> OpenPolicy {
+        OpenPolicy::Copiers(
+            ["cp", "tar", "bsdtar", "gtar", "rsync", "cpio", "pax", "star", "mv", "install", "ditto", "zip", "7z", "7za", "restic", "borg", "duplicity"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        )
+    }
+
+    fn hydrate_on_open(&self, pid: i32) -> bool {
+        match self {
+            OpenPolicy::All => true,
+            OpenPolicy::Never => false,
+            OpenPolicy::Copiers(list) => std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| list.iter().any(|l| l == c.trim_end()))
+                .unwrap_or(false),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Worker threads answering events (they block on IO, so more than cores).
+    pub workers: usize,
+    /// Chunks hydrated ahead of a sequential reader.
+    pub readahead: usize,
+    pub open_policy: OpenPolicy,
+    /// A `thaw` executable to run as the unmount guard (`thaw __guard`), if any.
+    pub guard_exe: Option<PathBuf>,
+    /// Frame cache budget in bytes.
+    pub cache_bytes: usize,
+    /// Print one line per event to stderr.
+    pub verbose: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ServeOptions {
+            workers: (cores * 4).max(8),
+            readahead: cores * 2,
+            open_policy: OpenPolicy::default_copiers(),
+            guard_exe: None,
+            cache_bytes: crate::archive::reader::DEFAULT_CACHE_BYTES,
+            verbose: false,
+        }
+    }
+}
+
+/// Counters saved to `DIR/.thaw/stats.json` while serving and at exit.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ServeStats {
+    pub pid: u32,
+    pub serving: bool,
+    pub events: u64,
+    pub events_denied: u64,
+    pub queue_overflows: u64,
+    pub chunks_written: u64,
+    pub bytes_written: u64,
+    pub files_completed: u64,
+    pub frames_decoded: u64,
+    /// Total daemon time spent answering events, in microseconds.
+    pub event_time_us: u64,
+    pub uptime_s: f64,
+}
+
+struct Ctx {
+    fan: Fanotify,
+    hydrator: Hydrator,
+    opts: ServeOptions,
+    events: AtomicU64,
+    denied: AtomicU64,
+    overflows: AtomicU64,
+    event_ns: AtomicU64,
+    inflight: AtomicUsize,
+}
+
+const WATCH: Mask = Mask::PRE_ACCESS.union(Mask::OPEN_PERM);
+
+impl Ctx {
+    fn handle(self: &Arc<Self>, ev: Event) {
+        let t0 = Instant::now();
+        let Some(fd) = ev.fd() else {
+            if ev.is_overflow() {
+                self.overflows.fetch_add(1, Ordering::Relaxed);
+                eprintln!("thaw: warning: fanotify queue overflow (notification events lost; permission events are never dropped)");
+            }
+            return;
+        };
+        let resp = self.decide(&ev);
+        if matches!(resp, Response::DenyErrno(_)) {
+            self.denied.fetch_add(1, Ordering::Relaxed);
+        }
+        if ev.needs_response() {
+            if let Err(e) = self.fan.respond(fd, resp) {
+                eprintln!("thaw: {}: cannot answer event: {e}", fd_path(fd));
+            }
+        }
+        if self.opts.verbose {
+            eprintln!("thaw: event {:?} pid {} {:?} {} -> {:?}", ev.mask, ev.pid, ev.range, fd_path(fd), resp);
+        }
+        self.events.fetch_add(1, Ordering::Relaxed);
+        self.event_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn decide(self: &Arc<Self>, ev: &Event) -> Response {
+        let fd = ev.fd().expect("checked");
+        let st = match self.hydrator.lookup(fd) {
+            Ok(Lookup::NotStub) => {
+                // Complete or user-made file: stop hearing about it.
+                if rfs::fstat(fd).is_ok_and(|s| rfs::FileType::from_raw_mode(s.st_mode) == rfs::FileType::RegularFile) {
+                    let _ = self.fan.ignore_inode(fd, WATCH);
+                }
+                return Response::Allow;
+            }
+            Ok(Lookup::Stub(st)) => st,
+            Err(e) => {
+                eprintln!("thaw: {e}");
+                return Response::DenyErrno(libc::EIO);
+            }
+        };
+        let (start, end) = if ev.mask.contains(Mask::OPEN_PERM) {
+            if !self.opts.open_policy.hydrate_on_open(ev.pid) {
+                return Response::Allow;
+            }
+            (0, u64::MAX)
+        } else {
+            match ev.range {
+                Some(r) => (r.offset, r.end()),
+                None => (0, u64::MAX),
+            }
+        };
+        match self.hydrator.ensure(&st, fd, start, end) {
+            Ok(r) => {
+                if r.complete {
+                    match self.hydrator.finish(&st, fd) {
+                        Ok(true) => {
+                            let _ = self.fan.ignore_inode(fd, WATCH);
+                        }
+                        Ok(false) => {}
+                        Err(e) => eprintln!("thaw: {e}"),
+                    }
+                } else if let Some(k) = r.readahead_from {
+                    self.spawn_readahead(st, k);
+                }
+                Response::Allow
+            }
+            Err(e) => {
+                eprintln!("thaw: {e}");
+                Response::DenyErrno(libc::EIO)
+            }
+        }
+    }
+
+    fn spawn_readahead(self: &Arc<Self>, st: Arc<super::hydrator::FileState>, from: usize) {
+        let n = self.opts.readahead;
+        if n == 0 {
+            return;
+        }
+        self.inflight.fetch_add(1, Ordering::SeqCst);
+        let ctx = self.clone();
+        rayon::spawn(move || {
+            ctx.hydrator.readahead(&st, from, n);
+            if st.is_complete() {
+                let fd = st.file().as_fd();
+                if let Ok(true) = ctx.hydrator.finish(&st, fd) {
+                    let _ = ctx.fan.ignore_inode(fd, WATCH);
+                }
+            }
+            ctx.inflight.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
+    fn stats(&self, started: Instant, serving: bool) -> ServeStats {
+        let s = &self.hydrator.stats;
+        ServeStats {
+            pid: std::process::id(),
+            serving,
+            events: self.events.load(Ordering::Relaxed),
+            events_denied: self.denied.load(Ordering::Relaxed),
+            queue_overflows: self.overflows.load(Ordering::Relaxed),
+            chunks_written: s.chunks_written.load(Ordering::Relaxed),
+            bytes_written: s.bytes_written.load(Ordering::Relaxed),
+            files_completed: s.files_completed.load(Ordering::Relaxed),
+            frames_decoded: self.hydrator.archive().frames_decoded(),
+            event_time_us: self.event_ns.load(Ordering::Relaxed) / 1000,
+            uptime_s: started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+
+/// Mount id of the mount `path` is on.
+fn mount_id(path: &Path) -> Option<u64> {
+    rfs::statx(rfs::CWD, path, AtFlags::empty(), StatxFlags::MNT_ID).ok().map(|s| s.stx_mnt_id)
+}
+
+/// Serves `dir` until `stop` is set. `on_ready` runs once `dir` shows the
+/// watched tree.
+pub fn serve(archive: Arc<Archive>, dir: &Path, opts: ServeOptions, stop: &AtomicBool, on_ready: &mut dyn FnMut()) -> Result<ServeStats, Error> {
+    let started = Instant::now();
+    let stage = Stage::new(dir);
+    stage.check_archive(&archive)?;
+    let shown = dir.display().to_string();
+    // One daemon per tree.
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(stage.lock_path()).map_err(|e| Error::io(stage.lock_path().display(), e))?;
+    rfs::flock(&lock, rfs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(|_| Error::Setup(format!("{shown}: another thaw daemon is serving it")))?;
+    if stage.is_served() {
+        return Err(Error::Setup(format!("{shown}: already mounted over by a stub tree (a dead daemon's guard should have removed it; `umount {shown}`)")));
+    }
+    let fan = Fanotify::new_pre_content().map_err(|e| Error::Setup(format!("fanotify_init: {e} (needs root and a kernel with fanotify pre-content events, 6.14+)")))?;
+    let tree = stage.tree();
+    let clone = rmount::open_tree(rfs::CWD, &tree, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC)
+        .map_err(|e| Error::io(tree.display(), e))?;
+    fan.mark_mount_fd(clone.as_fd(), WATCH).map_err(|e| {
+        Error::Setup(format!("{}: cannot watch it: {e} (pre-content marks need ext4, xfs or btrfs, not tmpfs)", tree.display()))
+    })?;
+    rmount::move_mount(clone.as_fd(), "", rfs::CWD, dir, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
+        .map_err(|e| Error::io(&shown, e))?;
+    drop(clone);
+    let our_mount = mount_id(dir);
+    let mut guard = match (&opts.guard_exe, our_mount) {
+        (Some(exe), Some(id)) => spawn_guard(exe, dir, id),
+        _ => None,
+    };
+    let workers = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.workers.max(1))
+        .thread_name(|i| format!("thaw-event-{i}"))
+        .build()
+        .map_err(|e| Error::Setup(e.to_string()))?;
+    let mut archive = archive;
+    if let Some(a) = Arc::get_mut(&mut archive) {
+        a.set_cache_budget(opts.cache_bytes);
+    }
+    let ctx = Arc::new(Ctx {
+        fan,
+        hydrator: Hydrator::new(archive),
+        opts,
+        events: AtomicU64::new(0),
+        denied: AtomicU64::new(0),
+        overflows: AtomicU64::new(0),
+        event_ns: AtomicU64::new(0),
+        inflight: AtomicUsize::new(0),
+    });
+    save_stats(&stage, &ctx.stats(started, true));
+    on_ready();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut last_save = Instant::now();
+    let result = (|| -> Result<(), Error> {
+        while !stop.load(Ordering::Relaxed) {
+            if ctx.fan.wait_readable(Some(Duration::from_millis(200))).map_err(|e| Error::io("fanotify", e))? {
+                dispatch(&ctx, &workers, &mut buf)?;
+            }
+            if last_save.elapsed() > Duration::from_secs(1) {
+                save_stats(&stage, &ctx.stats(started, true));
+                last_save = Instant::now();
+            }
+        }
+        Ok(())
+    })();
+    // Shutdown: detach DIR so nobody new reaches the stubs, then finish
+    // whatever readers with open files still ask for.
+    if our_mount.is_some() && mount_id(dir) == our_mount {
+        if let Err(e) = rmount::unmount(dir, UnmountFlags::DETACH) {
+            eprintln!("thaw: {shown}: cannot unmount: {e}");
+        }
+    }
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_millis(300) || ctx.inflight.load(Ordering::SeqCst) > 0 {
+        match ctx.fan.wait_readable(Some(Duration::from_millis(50))) {
+            Ok(true) => {
+                if dispatch(&ctx, &workers, &mut buf).is_err() {
+                    break;
+                }
+                quiet_since = Instant::now();
+            }
+            Ok(false) => {}
+            Err(_) => break,
+        }
+    }
+    drop(workers); // joins nothing, but no new work is queued after this point
+    while ctx.inflight.load(Ordering::SeqCst) > 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stats = ctx.stats(started, false);
+    save_stats(&stage, &stats);
+    if let Some(g) = guard.as_mut() {
+        drop(g.stdin.take());
+        let _ = g.wait();
+    }
+    drop(lock);
+    result.map(|()| stats)
+}
+
+fn dispatch(ctx: &Arc<Ctx>, workers: &rayon::ThreadPool, buf: &mut [u8]) -> Result<(), Error> {
+    let events = ctx.fan.read_events(buf).map_err(|e| Error::io("fanotify", e))?;
+    for ev in events {
+        ctx.inflight.fetch_add(1, Ordering::SeqCst);
+        let c = ctx.clone();
+        workers.spawn(move || {
+            c.handle(ev);
+            c.inflight.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+    Ok(())
+}
+
+fn save_stats(stage: &Stage, stats: &ServeStats) {
+    let p = stage.stats_path();
+    let tmp = p.with_extension("json.tmp");
+    if std::fs::write(&tmp, serde_json::to_vec_pretty(stats).unwrap_or_default()).is_ok() {
+        let _ = std::fs::rename(&tmp, &p);
+    }
+}
+
+/// Reads the last saved statistics of a tree.
+pub fn load_stats(stage: &Stage) -> Option<ServeStats> {
+    serde_json::from_slice(&std::fs::read(stage.stats_path()).ok()?).ok()
+}
+
+fn spawn_guard(exe: &Path, dir: &Path, mount: u64) -> Option<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(exe)
+        .arg("__guard")
+        .arg(dir)
+        .arg(mount.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| eprintln!("thaw: warning: cannot start the unmount guard: {e}"))
+        .ok()
+}
+
+/// The guard: waits until the daemon's end of the pipe closes (however the
+/// daemon ended), then detaches `dir` if the daemon's mount is still there,
+/// so readers get ENOENT instead of zeros from an unserved stub.
+pub fn guard_main(dir: &Path, mount: u64) -> i32 {
+    let mut sink = [0u8; 64];
+    let mut stdin = std::io::stdin();
+    while let Ok(n) = stdin.read(&mut sink) {
+        if n == 0 {
+            break;
+        }
+    }
+    if mount_id(dir) == Some(mount) {
+        if let Err(e) = rmount::unmount(dir, UnmountFlags::DETACH) {
+            let _ = writeln!(std::io::stderr(), "thaw guard: {}: cannot unmount: {e}", dir.display());
+            return 1;
+        }
+        let _ = writeln!(std::io::stderr(), "thaw guard: the daemon for {} ended without unmounting it; unmounted", dir.display());
+    }
+    0
+}

@@ -1,0 +1,392 @@
+//! Fills stubs: finds which archive entry a stub is (marker xattr), which of
+//! its chunks are in place (allocated blocks), and writes missing chunks with
+//! each chunk written by exactly one thread even under concurrent demand.
+
+use super::Error;
+use crate::archive::{Archive, Entry, EntryKind};
+use crate::tree::stage::{parse_marker, MARKER_XATTR};
+use rustix::fs::{self as rfs, SeekFrom, Timespec, Timestamps};
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Missing,
+    Busy,
+    Done,
+}
+
+/// What is known about one stub inode while it is being hydrated.
+pub struct FileState {
+    pub key: (u64, u64),
+    pub entry: usize,
+    /// File byte ranges of the chunks, in order.
+    chunks: Vec<(u64, u64)>,
+    state: Mutex<FileInner>,
+    cv: Condvar,
+    /// A handle for background work (readahead, prefetch), from the first event's fd.
+    file: File,
+}
+
+struct FileInner {
+    chunks: Vec<Chunk>,
+    done: usize,
+    /// Chunk most recently asked for (sequential-read detection).
+    last: Option<usize>,
+    /// Writers in progress and the mtime to put back when the last one ends.
+    writers: usize,
+    saved_mtime: Option<Timespec>,
+    finished: bool,
+}
+
+impl FileState {
+    pub fn is_complete(&self) -> bool {
+        let g = self.state.lock().unwrap();
+        g.done == self.chunks.len()
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+}
+
+/// Result of looking at an fd.
+pub enum Lookup {
+    /// Not a stub (a complete file, a file users made, or not a regular file).
+    NotStub,
+    Stub(Arc<FileState>),
+}
+
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub chunks_written: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub files_completed: AtomicU64,
+}
+
+pub struct Hydrator {
+    archive: Arc<Archive>,
+    id_hex: String,
+    files: Mutex<HashMap<(u64, u64), Arc<FileState>>>,
+    pub stats: Stats,
+}
+
+/// Outcome of [`Hydrator::ensure`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ensured {
+    pub wrote: bool,
+    pub complete: bool,
+    /// The chunk after the range, when the access looks sequential.
+    pub readahead_from: Option<usize>,
+}
+
+impl Hydrator {
+    pub fn new(archive: Arc<Archive>) -> Hydrator {
+        let id_hex = archive.id_hex();
+        Hydrator { archive, id_hex, files: Mutex::default(), stats: Stats::default() }
+    }
+
+    pub fn archive(&self) -> &Archive {
+        &self.archive
+    }
+
+    /// File byte ranges of `entry`'s chunks.
+    pub fn chunks_of(&self, entry: &Entry) -> Vec<(u64, u64)> {
+        let a = &self.archive;
+        let d = a.index().data_entry(entry);
+        let t = a.seek_table();
+        a.frames_for(d, 0, d.size)
+            .map(|i| {
+                let s = t.stream_offset(i).max(d.data_offset) - d.data_offset;
+                let e = t.stream_offset(i + 1).min(d.data_offset + d.size) - d.data_offset;
+                (s, e)
+            })
+            .collect()
+    }
+
+    /// Identifies the stub behind `fd`, loading its state on first sight.
+    pub fn lookup(&self, fd: BorrowedFd<'_>) -> Result<Lookup, Error> {
+        let st = rfs::fstat(fd).map_err(|e| Error::io(fd_path(fd), e))?;
+        if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile {
+            return Ok(Lookup::NotStub);
+        }
+        let key = (st.st_dev, st.st_ino);
+        if let Some(s) = self.files.lock().unwrap().get(&key) {
+            return Ok(Lookup::Stub(s.clone()));
+        }
+        let mut buf = [0u8; 128];
+        let n = match rfs::fgetxattr(fd, MARKER_XATTR, &mut buf) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::NODATA | rustix::io::Errno::NOTSUP) => return Ok(Lookup::NotStub),
+            Err(e) => return Err(Error::io(fd_path(fd), e)),
+        };
+        let (id, idx) = parse_marker(&buf[..n]).ok_or_else(|| Error::Stub { path: fd_path(fd), why: "unreadable thaw marker".into() })?;
+        if id != self.id_hex {
+            return Err(Error::Stub { path: fd_path(fd), why: format!("stub of archive {id}, but serving {}", self.id_hex) });
+        }
+        let entry = self
+            .archive
+            .index()
+            .get(idx)
+            .filter(|e| matches!(e.kind, EntryKind::File | EntryKind::Hardlink))
+            .ok_or_else(|| Error::Stub { path: fd_path(fd), why: format!("marker names entry {idx}, which is not a file") })?;
+        let chunks = self.chunks_of(entry);
+        let present = present_chunks(fd, &chunks, st.st_size as u64).map_err(|e| Error::io(fd_path(fd), e))?;
+        let done = present.iter().filter(|&&p| p == Chunk::Done).count();
+        let file = File::from(fd.try_clone_to_owned().map_err(|e| Error::io(fd_path(fd), e))?);
+        let state = Arc::new(FileState {
+            key,
+            entry: idx,
+            chunks,
+            state: Mutex::new(FileInner { chunks: present, done, last: None, writers: 0, saved_mtime: None, finished: false }),
+            cv: Condvar::new(),
+            file,
+        });
+        let mut files = self.files.lock().unwrap();
+        let s = files.entry(key).or_insert(state).clone();
+        Ok(Lookup::Stub(s))
+    }
+
+    /// Makes bytes `[start, end)` of the stub present, writing through `fd`.
+    pub fn ensure(&self, st: &FileState, fd: BorrowedFd<'_>, start: u64, end: u64) -> Result<Ensured, Error> {
+        let mut out = Ensured::default();
+        let cur_size = rfs::fstat(fd).map_err(|e| Error::io(fd_path(fd), e))?.st_size as u64;
+        let end = end.min(cur_size);
+        let wanted: Vec<usize> = if start < end {
+            let first = st.chunks.partition_point(|&(_, e)| e <= start);
+            let last = st.chunks.partition_point(|&(s, _)| s < end);
+            (first..last).collect()
+        } else {
+            Vec::new()
+        };
+        let mut mine = Vec::new();
+        let mut theirs = Vec::new();
+        {
+            let mut g = st.state.lock().unwrap();
+            if let (Some(&f), Some(&l)) = (wanted.first(), wanted.last()) {
+                if g.last.is_some_and(|p| p + 1 == f || p == f) && l + 1 < st.chunks.len() {
+                    out.readahead_from = Some(l + 1);
+                }
+                g.last = Some(l);
+            }
+            for &k in &wanted {
+                match g.chunks[k] {
+                    Chunk::Missing => {
+                        g.chunks[k] = Chunk::Busy;
+                        mine.push(k);
+                    }
+                    Chunk::Busy => theirs.push(k),
+                    Chunk::Done => {}
+                }
+            }
+            if !mine.is_empty() {
+                if g.writers == 0 {
+                    let s = rfs::fstat(fd).map_err(|e| Error::io(fd_path(fd), e))?;
+                    g.saved_mtime = Some(Timespec { tv_sec: s.st_mtime, tv_nsec: s.st_mtime_nsec as _ });
+                }
+                g.writers += 1;
+            }
+        }
+        let mut first_err = None;
+        if !mine.is_empty() {
+            let results = self.write_chunks(st, fd, &mine, cur_size);
+            let mut g = st.state.lock().unwrap();
+            for (k, r) in results {
+                match r {
+                    Ok(()) => {
+                        g.chunks[k] = Chunk::Done;
+                        g.done += 1;
+                        out.wrote = true;
+                    }
+                    Err(e) => {
+                        g.chunks[k] = Chunk::Missing;
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+            g.writers -= 1;
+            if g.writers == 0 {
+                if let Some(t) = g.saved_mtime.take() {
+                    let times = Timestamps { last_access: Timespec { tv_sec: 0, tv_nsec: rfs::UTIME_OMIT }, last_modification: t };
+                    if let Err(e) = rfs::futimens(fd, &times) {
+                        first_err.get_or_insert(Error::io(fd_path(fd), e));
+                    }
+                }
+            }
+            st.cv.notify_all();
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        // Wait for chunks other threads are writing.
+        let mut g = st.state.lock().unwrap();
+        for &k in &theirs {
+            while g.chunks[k] == Chunk::Busy {
+                g = st.cv.wait(g).unwrap();
+            }
+            if g.chunks[k] != Chunk::Done {
+                return Err(Error::Stub { path: fd_path(fd), why: "hydration of a chunk failed in another thread".into() });
+            }
+        }
+        out.complete = g.done == st.chunks.len() && g.writers == 0 && !g.finished;
+        Ok(out)
+    }
+
+    /// Writes chunks, decoding several at once on plain scoped threads (not
+    /// rayon: callers block on condvars, and a rayon join could steal such a
+    /// blocked task and deadlock).
+    fn write_chunks(&self, st: &FileState, fd: BorrowedFd<'_>, chunks: &[usize], cur_size: u64) -> Vec<(usize, Result<(), Error>)> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(chunks.len());
+        if threads <= 1 {
+            return chunks.iter().map(|&k| (k, self.write_chunk(st, fd, k, cur_size))).collect();
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    scope.spawn(move || {
+                        chunks.iter().skip(t).step_by(threads).map(|&k| (k, self.write_chunk(st, fd, k, cur_size))).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().expect("chunk writer panicked")).collect()
+        })
+    }
+
+    fn write_chunk(&self, st: &FileState, fd: BorrowedFd<'_>, k: usize, cur_size: u64) -> Result<(), Error> {
+        let a = &self.archive;
+        let entry = a.index().get(st.entry).expect("checked at lookup");
+        let d = a.index().data_entry(entry);
+        let (cs, ce) = st.chunks[k];
+        let ce = ce.min(cur_size);
+        if cs >= ce {
+            return Ok(()); // truncated away by the user
+        }
+        let t = a.seek_table();
+        let mut written = 0u64;
+        for i in a.frames_for(d, cs, ce - cs) {
+            let frame = a.frame(i).map_err(|e| Error::Stub { path: fd_path(fd), why: format!("archive {}: {e}", a.source_name()) })?;
+            let f_start = t.stream_offset(i);
+            let s = (d.data_offset + cs).max(f_start);
+            let e = (d.data_offset + ce).min(f_start + frame.len() as u64);
+            let mut buf = &frame[(s - f_start) as usize..(e - f_start) as usize];
+            let mut off = s - d.data_offset;
+            while !buf.is_empty() {
+                match rustix::io::pwrite(fd, buf, off) {
+                    Ok(0) => return Err(Error::io(fd_path(fd), std::io::Error::from(std::io::ErrorKind::WriteZero))),
+                    Ok(n) => {
+                        buf = &buf[n..];
+                        off += n as u64;
+                        written += n as u64;
+                    }
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(Error::io(fd_path(fd), e)),
+                }
+            }
+        }
+        self.stats.chunks_written.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes_written.fetch_add(written, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Marks a complete stub as an ordinary file: removes the marker and
+    /// forgets its state. Returns false if another thread already did.
+    pub fn finish(&self, st: &FileState, fd: BorrowedFd<'_>) -> Result<bool, Error> {
+        {
+            let mut g = st.state.lock().unwrap();
+            if g.finished || g.done != st.chunks.len() {
+                return Ok(false);
+            }
+            g.finished = true;
+        }
+        match rfs::fremovexattr(fd, MARKER_XATTR) {
+            Ok(()) | Err(rustix::io::Errno::NODATA) => {}
+            Err(e) => return Err(Error::io(fd_path(fd), e)),
+        }
+        self.files.lock().unwrap().remove(&st.key);
+        self.stats.files_completed.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Fills a whole stub (prefetch, offline hydrate) and finishes it.
+    pub fn hydrate_all(&self, fd: BorrowedFd<'_>) -> Result<bool, Error> {
+        match self.lookup(fd)? {
+            Lookup::NotStub => Ok(false),
+            Lookup::Stub(st) => {
+                let size = self.archive.index().get(st.entry).map_or(0, |e| self.archive.index().data_entry(e).size);
+                self.ensure(&st, fd, 0, size)?;
+                self.finish(&st, fd)
+            }
+        }
+    }
+
+    /// Background readahead: hydrate up to `n` chunks from `from`, through the state's own handle.
+    pub fn readahead(&self, st: &FileState, from: usize, n: usize) {
+        let end_chunk = (from + n).min(st.chunks.len());
+        if from >= end_chunk {
+            return;
+        }
+        let (s, _) = st.chunks[from];
+        let (_, e) = st.chunks[end_chunk - 1];
+        let fd = st.file.as_fd();
+        if let Ok(r) = self.ensure(st, fd, s, e) {
+            if r.complete {
+                let _ = self.finish(st, fd);
+            }
+        }
+    }
+
+    pub fn pending_files(&self) -> usize {
+        self.files.lock().unwrap().len()
+    }
+}
+
+/// Which chunks are already in the stub, from its allocated extents.
+fn present_chunks(fd: BorrowedFd<'_>, chunks: &[(u64, u64)], size: u64) -> std::io::Result<Vec<Chunk>> {
+    let extents = data_extents(fd, size)?;
+    Ok(chunks
+        .iter()
+        .map(|&(s, e)| {
+            let e = e.min(size);
+            // Truncated away by the user: nothing to put back.
+            if s >= e || extents.iter().any(|&(ds, de)| ds <= s && e <= de) {
+                Chunk::Done
+            } else {
+                Chunk::Missing
+            }
+        })
+        .collect())
+}
+
+/// The data (non-hole) ranges of a file below `size`.
+pub fn data_extents(fd: BorrowedFd<'_>, size: u64) -> std::io::Result<Vec<(u64, u64)>> {
+    let mut extents = Vec::new();
+    let mut pos = 0u64;
+    while pos < size {
+        let data = match rfs::seek(fd, SeekFrom::Data(pos)) {
+            Ok(d) => d,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let hole = match rfs::seek(fd, SeekFrom::Hole(data)) {
+            Ok(h) => h,
+            Err(rustix::io::Errno::NXIO) => size,
+            Err(e) => return Err(e.into()),
+        };
+        extents.push((data, hole.min(size)));
+        pos = hole;
+    }
+    Ok(extents)
+}
+
+/// The path of an fd, for messages.
+pub fn fd_path(fd: BorrowedFd<'_>) -> String {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_or_else(|_| format!("fd {}", fd.as_raw_fd()), |p| p.display().to_string())
+}

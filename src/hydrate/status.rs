@@ -1,0 +1,234 @@
+//! `thaw status`, `thaw hydrate` and `thaw verify DIR`: look at (or fill) a
+//! lazily restored tree through its stage, whether or not a daemon serves it.
+
+use super::daemon::load_stats;
+use super::hydrator::{data_extents, Hydrator};
+use super::Error;
+use crate::archive::{Archive, EntryKind};
+use crate::tree::stage::{parse_marker, Stage, MARKER_XATTR};
+use rayon::prelude::*;
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Status {
+    pub dir: PathBuf,
+    pub archive: PathBuf,
+    pub id: String,
+    pub served: bool,
+    pub files_total: u64,
+    pub files_complete: u64,
+    pub files_partial: u64,
+    pub files_untouched: u64,
+    pub bytes_total: u64,
+    pub bytes_hydrated: u64,
+    pub disk_bytes: u64,
+    pub events_served: u64,
+    pub frames_decoded: u64,
+    pub chunks_written: u64,
+}
+
+/// A regular file of the stub tree.
+struct TreeFile {
+    rel: Vec<u8>,
+    path: PathBuf,
+    size: u64,
+    blocks: u64,
+}
+
+/// Every regular file under the stage's tree, each inode once.
+fn tree_files(stage: &Stage) -> Result<Vec<TreeFile>, Error> {
+    let root = stage.tree();
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack = vec![(root.clone(), Vec::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(dir.display(), e))?;
+        for ent in rd {
+            let ent = ent.map_err(|e| Error::io(dir.display(), e))?;
+            let path = ent.path();
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io(path.display(), e))?;
+            let mut r = rel.clone();
+            if !r.is_empty() {
+                r.push(b'/');
+            }
+            r.extend_from_slice(ent.file_name().as_bytes());
+            if meta.is_dir() {
+                stack.push((path, r));
+            } else if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
+                out.push(TreeFile { rel: r, path, size: meta.len(), blocks: meta.blocks() });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn marker_of(f: &File) -> Option<(String, usize)> {
+    let mut buf = [0u8; 128];
+    let n = rustix::fs::fgetxattr(f.as_fd(), MARKER_XATTR, &mut buf).ok()?;
+    parse_marker(&buf[..n]).map(|(id, i)| (id.to_string(), i))
+}
+
+pub fn status(dir: &Path) -> Result<Status, Error> {
+    let stage = Stage::new(dir);
+    let info = stage.info()?;
+    let mut s = Status { dir: dir.to_path_buf(), archive: info.archive, id: info.id, served: stage.is_served(), ..Default::default() };
+    for f in tree_files(&stage)? {
+        s.files_total += 1;
+        s.bytes_total += f.size;
+        s.disk_bytes += f.blocks * 512;
+        let file = File::open(&f.path).map_err(|e| Error::io(f.path.display(), e))?;
+        if marker_of(&file).is_none() {
+            s.files_complete += 1;
+            s.bytes_hydrated += f.size;
+            continue;
+        }
+        let present: u64 = data_extents(file.as_fd(), f.size).map_err(|e| Error::io(f.path.display(), e))?.iter().map(|(a, b)| b - a).sum();
+        s.bytes_hydrated += present;
+        if present > 0 {
+            s.files_partial += 1;
+        } else {
+            s.files_untouched += 1;
+        }
+    }
+    if let Some(st) = load_stats(&stage) {
+        s.events_served = st.events;
+        s.frames_decoded = st.frames_decoded;
+        s.chunks_written = st.chunks_written;
+    }
+    Ok(s)
+}
+
+/// Fills the given paths (or all stubs) completely. When a daemon serves the
+/// tree, the files are read through `DIR` and the daemon fills them;
+/// otherwise they are filled directly in the stage, under the tree's lock.
+pub fn hydrate(dir: &Path, archive: Option<Arc<Archive>>, paths: &[PathBuf], progress: &(dyn Fn(u64) + Sync)) -> Result<u64, Error> {
+    let stage = Stage::new(dir);
+    let info = stage.info()?;
+    let wanted: Option<HashSet<Vec<u8>>> = if paths.is_empty() {
+        None
+    } else {
+        Some(paths.iter().map(|p| crate::archive::index::normalize_path(p.as_os_str().as_bytes()).unwrap_or_default()).collect())
+    };
+    let files: Vec<TreeFile> = tree_files(&stage)?
+        .into_iter()
+        .filter(|f| wanted.as_ref().is_none_or(|w| w.contains(&f.rel) || w.iter().any(|p| f.rel.starts_with(p) && f.rel.get(p.len()) == Some(&b'/'))))
+        .collect();
+    if stage.is_served() {
+        files.par_iter().try_for_each(|f| -> Result<(), Error> {
+            let path = dir.join(std::ffi::OsStr::from_bytes(&f.rel));
+            let mut file = File::open(&path).map_err(|e| Error::io(path.display(), e))?;
+            let mut buf = vec![0u8; 8 << 20];
+            loop {
+                let n = file.read(&mut buf).map_err(|e| Error::io(path.display(), e))?;
+                if n == 0 {
+                    break;
+                }
+                progress(n as u64);
+            }
+            Ok(())
+        })?;
+        return Ok(files.len() as u64);
+    }
+    let lock = File::options().create(true).truncate(false).write(true).open(stage.lock_path()).map_err(|e| Error::io(stage.lock_path().display(), e))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(|_| Error::Setup(format!("{}: a thaw daemon holds it but does not serve it", dir.display())))?;
+    let archive = match archive {
+        Some(a) => a,
+        None => Arc::new(Archive::open(&info.archive)?),
+    };
+    stage.check_archive(&archive)?;
+    let hyd = Hydrator::new(archive);
+    files.par_iter().try_for_each(|f| -> Result<(), Error> {
+        let file = File::options().read(true).write(true).open(&f.path).map_err(|e| Error::io(f.path.display(), e))?;
+        hyd.hydrate_all(file.as_fd())?;
+        progress(f.size);
+        Ok(())
+    })?;
+    Ok(files.len() as u64)
+}
+
+#[derive(Debug, Default)]
+pub struct TreeVerify {
+    pub files_checked: u64,
+    pub bytes_compared: u64,
+    pub empty_stubs: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+/// Compares every hydrated byte of the tree with the archive.
+pub fn verify_tree(dir: &Path, archive: Option<Arc<Archive>>) -> Result<TreeVerify, Error> {
+    let stage = Stage::new(dir);
+    let info = stage.info()?;
+    let archive = match archive {
+        Some(a) => a,
+        None => Arc::new(Archive::open(&info.archive)?),
+    };
+    stage.check_archive(&archive)?;
+    let files = tree_files(&stage)?;
+    let results: Vec<Result<(u64, Option<String>, Option<String>), Error>> = files
+        .par_iter()
+        .map(|f| {
+            let shown = String::from_utf8_lossy(&f.rel).into_owned();
+            let file = File::open(&f.path).map_err(|e| Error::io(f.path.display(), e))?;
+            let (entry, ranges) = match marker_of(&file) {
+                Some((id, i)) => {
+                    if id != archive.id_hex() {
+                        return Ok((0, Some(format!("{shown}: stub of another archive ({id})")), None));
+                    }
+                    let Some(e) = archive.index().get(i) else {
+                        return Ok((0, Some(format!("{shown}: marker names entry {i}, which does not exist")), None));
+                    };
+                    let ext = data_extents(file.as_fd(), f.size).map_err(|e| Error::io(f.path.display(), e))?;
+                    if ext.is_empty() {
+                        return Ok((0, None, Some(shown)));
+                    }
+                    (e, ext)
+                }
+                None => match archive.lookup(&f.rel) {
+                    Some(e) if matches!(e.kind, EntryKind::File | EntryKind::Hardlink) => (e, vec![(0, f.size)]),
+                    _ => return Ok((0, Some(format!("{shown}: not in the archive")), None)),
+                },
+            };
+            let d = archive.index().data_entry(entry);
+            if f.size != d.size {
+                return Ok((0, Some(format!("{shown}: size {} but the archive says {}", f.size, d.size)), None));
+            }
+            let mut compared = 0;
+            let mut a = vec![0u8; 1 << 20];
+            let mut b = vec![0u8; 1 << 20];
+            for (s, e) in ranges {
+                let mut off = s;
+                while off < e {
+                    let n = ((e - off) as usize).min(a.len());
+                    archive.read_at(d, off, &mut a[..n])?;
+                    std::os::unix::fs::FileExt::read_exact_at(&file, &mut b[..n], off).map_err(|err| Error::io(f.path.display(), err))?;
+                    if a[..n] != b[..n] {
+                        let at = a[..n].iter().zip(&b[..n]).position(|(x, y)| x != y).unwrap_or(0) as u64 + off;
+                        return Ok((compared, Some(format!("{shown}: differs from the archive at byte {at}")), None));
+                    }
+                    compared += n as u64;
+                    off += n as u64;
+                }
+            }
+            Ok((compared, None, None))
+        })
+        .collect();
+    let mut out = TreeVerify::default();
+    for r in results {
+        let (n, problem, empty) = r?;
+        out.files_checked += 1;
+        out.bytes_compared += n;
+        out.problems.extend(problem);
+        out.empty_stubs.extend(empty);
+    }
+    out.problems.sort();
+    out.empty_stubs.sort();
+    Ok(out)
+}

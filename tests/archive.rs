@@ -1,0 +1,25 @@
+//! Integration tests of the archive layer and the archive commands (issue #2):
+//! round trips, interop with stock tar + zstd, convert, cat, random-range
+//! reads, concurrent readers, hostile input, and the checked-in fixture.
+//!
+//! CLI tests run the built `thaw` binary; the rest use the library. Needs the
+//! `tar`, `zstd`, `gzip`, `xz` and `sha256sum` commands (Debian packages tar,
+//! zstd, gzip, xz-utils, coreutils) and `setpriv` (util-linux) when run as root.
+
+#[path = "archive/common.rs"]
+mod common;
+
+#[path = "archive/bad_input.rs"]
+mod bad_input;
+#[path = "archive/concurrency.rs"]
+mod concurrency;
+#[path = "archive/convert.rs"]
+mod convert;
+#[path = "archive/fixture.rs"]
+mod fixture;
+#[path = "archive/interop.rs"]
+mod interop;
+#[path = "archive/random_read.rs"]
+mod random_read;
+#[path = "archive/round_trip.rs"]
+mod round_trip;
