@@ -226,9 +226,13 @@ mkdir -p "$RESULTS"
 write_meta
 log "thaw: $THAW ($("$THAW" --version)); results: $RESULTS; logs: $LOGS"
 
-for wl in "${SELECTED[@]}"; do
+# All workload files are sourced: some share inputs (hotread reads
+# seqread's large file).
+for wl in "${ALL_WORKLOADS[@]}"; do
     # shellcheck source=/dev/null
     source "$BENCH/workloads/$wl.sh"
+done
+for wl in "${SELECTED[@]}"; do
     log "=== workload $wl ==="
     "wl_$wl"
 done

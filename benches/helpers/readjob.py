@@ -3,11 +3,11 @@
 the list's order) under ROOT and prints one JSON line: digest (see
 gen_data.list_digest), files, bytes, seconds.
 
-  readjob.py ROOT LIST [--thaw-rss-out FILE]
+  readjob.py ROOT LIST [--thaw-rss-out FILE [--thaw-comm NAME]]
 
 --thaw-rss-out: run under `thaw run`; writes the summed peak RSS (VmHWM,
-KiB) of the nearest `thaw` ancestor process and its `thaw` descendants,
-i.e. the serving daemon, measured once the job is done.
+KiB) of the nearest ancestor process named NAME (default thaw) and its
+descendants of that name, i.e. the serving daemon, once the job is done.
 """
 
 import argparse
@@ -40,12 +40,12 @@ def hwm_kib(pid):
     return 0
 
 
-def thaw_rss():
+def thaw_rss(name):
     pid = os.getppid()
-    while pid > 1 and comm(pid) != "thaw":
+    while pid > 1 and comm(pid) != name:
         pid = ppid(pid)
     if pid <= 1:
-        raise SystemExit("readjob: no thaw process among my ancestors")
+        raise SystemExit(f"readjob: no {name!r} process among my ancestors")
     children = {}
     for p in os.listdir("/proc"):
         if p.isdigit():
@@ -56,7 +56,7 @@ def thaw_rss():
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
-        if comm(p) == "thaw":
+        if comm(p) == name:
             total += hwm_kib(p)
         todo.extend(children.get(p, []))
     return total
@@ -67,6 +67,7 @@ def main():
     ap.add_argument("root")
     ap.add_argument("list")
     ap.add_argument("--thaw-rss-out")
+    ap.add_argument("--thaw-comm", default="thaw", help="process name of the thaw binary")
     a = ap.parse_args()
     with open(a.list) as f:
         paths = [line.rstrip("\n") for line in f if line.strip()]
@@ -89,7 +90,7 @@ def main():
     seconds = time.monotonic() - t0
     if a.thaw_rss_out:
         with open(a.thaw_rss_out, "w") as f:
-            f.write(f"{thaw_rss()}\n")
+            f.write(f"{thaw_rss(a.thaw_comm[:15])}\n")
     json.dump({"digest": h.hexdigest(), "files": len(paths), "bytes": total, "seconds": seconds}, sys.stdout)
     print()
 

@@ -5,9 +5,9 @@
 #
 #   readloop.sh OUT file|tree REPS COLD_FIRST LABEL PATH [LABEL PATH ...]
 #
-# First each PATH is read once: timed as rep 0 after dropping the page cache
-# when COLD_FIRST is 1, untimed (a warm-up) otherwise. Then REPS rounds, the
-# order reversed every other round. Each timed read appends "LABEL REP
+# With COLD_FIRST 1, each PATH is first read once after dropping the page
+# cache, timed as rep 0. Then each is read once untimed (warm-up), then REPS
+# rounds, the order reversed every other round. Each timed read appends "LABEL REP
 # SECONDS" to OUT. file: dd with 1 MiB reads; tree: cat of every regular
 # file (find | xargs).
 set -euo pipefail
@@ -36,14 +36,16 @@ timed_read() {
     awk -v l="$label" -v r="$rep" -v a="$t0" -v b="$t1" 'BEGIN { printf "%s\t%d\t%.6f\n", l, r, b - a }' >>"$out"
 }
 
-for i in "${!labels[@]}"; do
-    if [[ $cold == 1 ]]; then
+if [[ $cold == 1 ]]; then
+    for i in "${!labels[@]}"; do
         sync
         echo 3 >/proc/sys/vm/drop_caches
         timed_read "${labels[$i]}" "${paths[$i]}" 0
-    else
-        read_once "${paths[$i]}"
-    fi
+    done
+fi
+# Warm-up (again after cold reads: each drop evicted the paths read before).
+for i in "${!labels[@]}"; do
+    read_once "${paths[$i]}"
 done
 for ((r = 1; r <= reps; r++)); do
     idx=("${!labels[@]}")

@@ -120,7 +120,7 @@ wl_dataset() {
                     ;;
                 thaw)
                     timed "dataset-$pct-thaw-$rep" "$THAW" run "$DS_ARCHIVE" "$dir" -- \
-                        bash -c "'$PY' '$BENCH/helpers/readjob.py' '$dir' '$list' --thaw-rss-out '$LOGS/dataset-rss' > '$out'"
+                        bash -c "'$PY' '$BENCH/helpers/readjob.py' '$dir' '$list' --thaw-rss-out '$LOGS/dataset-rss' --thaw-comm '$(basename "$THAW")' > '$out'"
                     record $wl "time_to_done_${pct}pct" thaw $rep "$T_WALL" s
                     record $wl "peak_rss_${pct}pct" thaw $rep "$(($(cat "$LOGS/dataset-rss") * 1024))" B
                     record $wl "disk_${pct}pct" thaw $rep "$(disk_bytes "$dir")" B

@@ -4,7 +4,7 @@
 
 use super::Error;
 use crate::archive::{Archive, Entry, EntryKind};
-use crate::tree::stage::{parse_marker, MARKER_XATTR};
+use crate::tree::stage::{Marker, MARKER_XATTR};
 use rustix::fs::{self as rfs, SeekFrom, Timespec, Timestamps};
 use std::collections::HashMap;
 use std::fs::File;
@@ -40,6 +40,9 @@ struct FileInner {
     writers: usize,
     saved_mtime: Option<Timespec>,
     finished: bool,
+    /// Smallest size the file has had: archive bytes from here on are the user's business.
+    limit: u64,
+    marker: Marker,
 }
 
 impl FileState {
@@ -127,8 +130,9 @@ impl Hydrator {
             Err(rustix::io::Errno::NODATA | rustix::io::Errno::NOTSUP) => return Ok(Lookup::NotStub),
             Err(e) => return Err(Error::io(fd_path(fd), e)),
         };
-        let (id, idx) = parse_marker(&buf[..n]).ok_or_else(|| Error::Stub { path: fd_path(fd), why: "unreadable thaw marker".into() })?;
-        if id != self.id_hex {
+        let marker = Marker::parse(&buf[..n]).ok_or_else(|| Error::Stub { path: fd_path(fd), why: "unreadable thaw marker".into() })?;
+        let (id, idx) = (&marker.id, marker.entry);
+        if *id != self.id_hex {
             return Err(Error::Stub { path: fd_path(fd), why: format!("stub of archive {id}, but serving {}", self.id_hex) });
         }
         let entry = self
@@ -138,14 +142,15 @@ impl Hydrator {
             .filter(|e| matches!(e.kind, EntryKind::File | EntryKind::Hardlink))
             .ok_or_else(|| Error::Stub { path: fd_path(fd), why: format!("marker names entry {idx}, which is not a file") })?;
         let chunks = self.chunks_of(entry);
-        let present = present_chunks(fd, &chunks, st.st_size as u64).map_err(|e| Error::io(fd_path(fd), e))?;
+        let limit = marker.limit.unwrap_or(u64::MAX);
+        let present = present_chunks(fd, &chunks, (st.st_size as u64).min(limit)).map_err(|e| Error::io(fd_path(fd), e))?;
         let done = present.iter().filter(|&&p| p == Chunk::Done).count();
         let file = File::from(fd.try_clone_to_owned().map_err(|e| Error::io(fd_path(fd), e))?);
         let state = Arc::new(FileState {
             key,
             entry: idx,
             chunks,
-            state: Mutex::new(FileInner { chunks: present, done, last: None, writers: 0, saved_mtime: None, finished: false }),
+            state: Mutex::new(FileInner { chunks: present, done, last: None, writers: 0, saved_mtime: None, finished: false, limit, marker }),
             cv: Condvar::new(),
             file,
         });
@@ -157,7 +162,25 @@ impl Hydrator {
     /// Makes bytes `[start, end)` of the stub present, writing through `fd`.
     pub fn ensure(&self, st: &FileState, fd: BorrowedFd<'_>, start: u64, end: u64) -> Result<Ensured, Error> {
         let mut out = Ensured::default();
-        let cur_size = rfs::fstat(fd).map_err(|e| Error::io(fd_path(fd), e))?.st_size as u64;
+        let mut cur_size = rfs::fstat(fd).map_err(|e| Error::io(fd_path(fd), e))?.st_size as u64;
+        {
+            // A file smaller than its archive entry was shrunk by a user: what
+            // lies past that point is theirs from now on, even if they grow it
+            // again. Recorded in the marker before the access goes on.
+            let mut g = st.state.lock().unwrap();
+            if cur_size < g.limit && cur_size < st.chunks.last().map_or(0, |c| c.1) {
+                g.limit = cur_size;
+                g.marker.limit = Some(cur_size);
+                rfs::fsetxattr(fd, MARKER_XATTR, &g.marker.encode(), rfs::XattrFlags::empty()).map_err(|e| Error::io(fd_path(fd), e))?;
+                for (k, &(s, _)) in st.chunks.iter().enumerate() {
+                    if s >= cur_size && g.chunks[k] == Chunk::Missing {
+                        g.chunks[k] = Chunk::Done;
+                        g.done += 1;
+                    }
+                }
+            }
+            cur_size = cur_size.min(g.limit);
+        }
         let end = end.min(cur_size);
         let wanted: Vec<usize> = if start < end {
             let first = st.chunks.partition_point(|&(_, e)| e <= start);

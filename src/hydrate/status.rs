@@ -5,7 +5,7 @@ use super::daemon::load_stats;
 use super::hydrator::{data_extents, Hydrator};
 use super::Error;
 use crate::archive::{Archive, EntryKind};
-use crate::tree::stage::{parse_marker, Stage, MARKER_XATTR};
+use crate::tree::stage::{Marker, Stage, MARKER_XATTR};
 use rayon::prelude::*;
 use std::collections::HashSet;
 use std::fs::File;
@@ -72,7 +72,7 @@ fn tree_files(stage: &Stage) -> Result<Vec<TreeFile>, Error> {
 fn marker_of(f: &File) -> Option<(String, usize)> {
     let mut buf = [0u8; 128];
     let n = rustix::fs::fgetxattr(f.as_fd(), MARKER_XATTR, &mut buf).ok()?;
-    parse_marker(&buf[..n]).map(|(id, i)| (id.to_string(), i))
+    Marker::parse(&buf[..n]).map(|m| (m.id, m.entry))
 }
 
 pub fn status(dir: &Path) -> Result<Status, Error> {

@@ -4,7 +4,7 @@
 //! Each non-empty file carries the marker xattr naming the archive and entry.
 
 use super::extract::set_dir_meta;
-use super::stage::{marker_value, Stage, StageInfo, MARKER_XATTR};
+use super::stage::{Marker, Stage, StageInfo, MARKER_XATTR};
 use super::target::TargetDir;
 use super::Error;
 use crate::archive::{Archive, EntryKind};
@@ -68,7 +68,7 @@ pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usi
             let f = target.create_file(&e.path, e.mode)?;
             if e.size > 0 {
                 f.set_len(e.size).map_err(|err| Error::at(&e.path, err))?;
-                rustix::fs::fsetxattr(f.as_fd(), MARKER_XATTR, &marker_value(&id, i), rustix::fs::XattrFlags::empty())
+                rustix::fs::fsetxattr(f.as_fd(), MARKER_XATTR, &Marker { id: id.clone(), entry: i, limit: None }.encode(), rustix::fs::XattrFlags::empty())
                     .map_err(|err| Error::at(&e.path, err))?;
             }
             target.set_meta_fd(f.as_fd(), e)

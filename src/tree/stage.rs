@@ -10,7 +10,9 @@ use crate::archive::Archive;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// Name of the stub marker xattr: `thaw1 <archive id hex> <entry index>`.
+/// Name of the stub marker xattr: `thaw1 <archive id hex> <entry index>`,
+/// then ` <limit>` once a user shrank the file: archive bytes at or past
+/// `limit` are never written again (the user's truncate replaced them).
 pub const MARKER_XATTR: &str = "user.thaw";
 #[derive(Debug, Clone)]
 pub struct Stage {
@@ -99,30 +101,52 @@ impl Stage {
     }
 }
 
-/// The marker value for entry `index` of the archive with id `id_hex`.
-pub fn marker_value(id_hex: &str, index: usize) -> Vec<u8> {
-    format!("thaw1 {id_hex} {index}").into_bytes()
+/// A parsed stub marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    pub id: String,
+    pub entry: usize,
+    /// Archive bytes at or past this offset belong to the user (set by a shrink).
+    pub limit: Option<u64>,
 }
 
-/// Parses a marker into (archive id hex, entry index).
-pub fn parse_marker(v: &[u8]) -> Option<(&str, usize)> {
-    let s = std::str::from_utf8(v).ok()?;
-    let mut it = s.split(' ');
-    if it.next()? != "thaw1" {
-        return None;
+impl Marker {
+    pub fn encode(&self) -> Vec<u8> {
+        match self.limit {
+            None => format!("thaw1 {} {}", self.id, self.entry).into_bytes(),
+            Some(l) => format!("thaw1 {} {} {l}", self.id, self.entry).into_bytes(),
+        }
     }
-    let id = it.next()?;
-    let idx = it.next()?.parse().ok()?;
-    it.next().is_none().then_some((id, idx))
+
+    pub fn parse(v: &[u8]) -> Option<Marker> {
+        let s = std::str::from_utf8(v).ok()?;
+        let mut it = s.split(' ');
+        if it.next()? != "thaw1" {
+            return None;
+        }
+        let id = it.next()?.to_string();
+        let entry = it.next()?.parse().ok()?;
+        let limit = match it.next() {
+            Some(l) => Some(l.parse().ok()?),
+            None => None,
+        };
+        it.next().is_none().then_some(Marker { id, entry, limit })
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::Marker;
+
     #[test]
     fn marker_round_trip() {
-        let v = super::marker_value("abcd", 42);
-        assert_eq!(super::parse_marker(&v), Some(("abcd", 42)));
-        assert_eq!(super::parse_marker(b"thaw1 abcd x"), None);
-        assert_eq!(super::parse_marker(b"thaw2 abcd 1"), None);
+        let m = Marker { id: "abcd".into(), entry: 42, limit: None };
+        assert_eq!(Marker::parse(&m.encode()), Some(m.clone()));
+        let m = Marker { limit: Some(7), ..m };
+        assert_eq!(m.encode(), b"thaw1 abcd 42 7");
+        assert_eq!(Marker::parse(&m.encode()), Some(m));
+        assert_eq!(Marker::parse(b"thaw1 abcd x"), None);
+        assert_eq!(Marker::parse(b"thaw2 abcd 1"), None);
+        assert_eq!(Marker::parse(b"thaw1 abcd 1 2 3"), None);
     }
 }

@@ -1,0 +1,17 @@
+//! Integration tests of lazy hydration (issue #3) against the real kernel:
+//! `thaw populate` + `thaw serve` (the built binary) on a filesystem that
+//! takes fanotify pre-content marks. They need root and fail, never skip,
+//! without it.
+
+#[path = "archive/common.rs"]
+mod common;
+#[path = "support/mod.rs"]
+mod support;
+
+#[path = "hydrate/served.rs"]
+mod served;
+
+#[path = "hydrate/content.rs"]
+mod content;
+#[path = "hydrate/lifecycle.rs"]
+mod lifecycle;
