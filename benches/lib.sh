@@ -113,17 +113,17 @@ thaw_status() {
     printf '%s\n' "$js"
 }
 
-# Records the hydration figures of `thaw status DIR --json`.
+# record_status WORKLOAD SUFFIX VARIANT REP DIR: the hydration figures of
+# `thaw status DIR --json` as METRIC$SUFFIX.
 record_status() {
-    local wl=$1 prefix=$2 variant=$3 rep=$4 dir=$5 js
+    local wl=$1 sfx=$2 variant=$3 rep=$4 dir=$5 js k unit
     js=$(thaw_status "$dir")
-    printf '%s\n' "$js" >"$LOGS/$wl-$prefix-$variant-$rep.status.json"
-    record "$wl" "${prefix}bytes_hydrated" "$variant" "$rep" "$(jq -r .bytes_hydrated <<<"$js")" B
-    record "$wl" "${prefix}bytes_total" "$variant" "$rep" "$(jq -r .bytes_total <<<"$js")" B
-    record "$wl" "${prefix}events_served" "$variant" "$rep" "$(jq -r .events_served <<<"$js")" count
-    record "$wl" "${prefix}frames_decoded" "$variant" "$rep" "$(jq -r .frames_decoded <<<"$js")" count
-    record "$wl" "${prefix}files_complete" "$variant" "$rep" "$(jq -r .files_complete <<<"$js")" count
-    record "$wl" "${prefix}files_partial" "$variant" "$rep" "$(jq -r .files_partial <<<"$js")" count
+    printf '%s\n' "$js" >"$LOGS/$wl$sfx-$variant-$rep.status.json"
+    for k in bytes_hydrated bytes_total events_served frames_decoded files_complete files_partial; do
+        unit=count
+        [[ $k == bytes_* ]] && unit=B
+        record "$wl" "$k$sfx" "$variant" "$rep" "$(jq -r ".$k" <<<"$js")" "$unit"
+    done
 }
 
 # Loud check of a served tree against the archive.

@@ -24,9 +24,10 @@ BASE_COLORS = ["#8c8c8c", "#c9a227", "#5b8fd1", "#b35c9e"]
 THAW_COLORS = ["#2e8b57", "#7fc49b", "#1f5f3a"]
 
 
-def plotted(metric, unit):
-    """user/sys splits and counters are in the report, not in the plots."""
-    return unit in SCALES and not metric.endswith(("_user", "_sys"))
+def plotted(metric, unit, variants):
+    """Figures with a baseline beside thaw; user/sys splits, counters and
+    thaw-only figures are in the report's tables, not in the plots."""
+    return unit in SCALES and len(variants) >= 2 and not metric.endswith(("_user", "_sys"))
 
 
 def color_for(variant, i_base, i_thaw):
@@ -36,7 +37,7 @@ def color_for(variant, i_base, i_thaw):
 
 
 def workload_figure(res, wl, metrics, path):
-    panels = [(m, v) for m, v in metrics.items() if plotted(m, res.unit(wl, m))]
+    panels = [(m, v) for m, v in metrics.items() if plotted(m, res.unit(wl, m), v)]
     if not panels:
         return False
     cols = min(4, len(panels))

@@ -43,9 +43,9 @@ impl Rng {
 }
 
 /// `n` targets uniform over the data bytes of the archive's regular files
-/// (a file is picked in proportion to its size), or over the first
-/// `span_files` of them in size order when `span_files` is given.
-fn targets(a: &Archive, n: usize, seed: u64, span_files: Option<usize>) -> Vec<Target> {
+/// (a file is picked in proportion to its size); with `budget`, only over
+/// the largest files of at most 4 MiB that add up to `budget` bytes.
+fn targets(a: &Archive, n: usize, seed: u64, budget: Option<u64>) -> Vec<Target> {
     let mut files: Vec<(usize, u64)> = a
         .entries()
         .iter()
@@ -53,10 +53,15 @@ fn targets(a: &Archive, n: usize, seed: u64, span_files: Option<usize>) -> Vec<T
         .filter(|(_, e)| e.kind == EntryKind::File && e.size >= READ)
         .map(|(i, e)| (i, e.size))
         .collect();
-    if let Some(k) = span_files {
-        // The largest files first: few frames, so they fit the cache.
+    if let Some(budget) = budget {
+        // Large files first (few frames each), until the budget is spent.
+        files.retain(|&(_, size)| size <= 4 << 20);
         files.sort_by_key(|&(i, size)| (std::cmp::Reverse(size), i));
-        files.truncate(k);
+        let mut spent = 0;
+        files.retain(|&(_, size)| {
+            spent += size;
+            spent <= budget
+        });
     }
     assert!(!files.is_empty(), "the archive has no file of at least 4 KiB");
     let mut cumulative = Vec::with_capacity(files.len());
@@ -160,10 +165,10 @@ fn bench(c: &mut Criterion) {
     let archive = Archive::open(&inp.archive).expect("open archive");
     let mut buf = vec![0u8; READ as usize];
 
-    // Targets: spread over everything (warm, cold), or within a few large
-    // files whose frames fit the default 64 MiB frame cache (hot).
+    // Targets: spread over everything (warm, cold), or within 16 MiB of
+    // files, whose frames fit the default 64 MiB frame cache (hot).
     let spread = targets(&archive, 512, 1, None);
-    let hot = targets(&archive, 512, 2, Some(8));
+    let hot = targets(&archive, 512, 2, Some(16 << 20));
     for t in spread.iter().chain(&hot).take(64) {
         let e = &archive.entries()[t.entry];
         let p = inp.tree.join(std::ffi::OsStr::from_bytes(&e.path));

@@ -125,7 +125,7 @@ wl_dataset() {
                     record $wl "peak_rss_${pct}pct" thaw $rep "$(($(cat "$LOGS/dataset-rss") * 1024))" B
                     record $wl "disk_${pct}pct" thaw $rep "$(disk_bytes "$dir")" B
                     dataset_check "$out" $pct thaw
-                    record_status $wl "${pct}pct_" thaw $rep "$dir"
+                    record_status $wl "_${pct}pct" thaw $rep "$dir"
                     ;;
                 esac
                 record $wl "job_only_${pct}pct" "$([[ $v == extract ]] && echo "full extraction" || echo "$v")" $rep \

@@ -99,8 +99,53 @@ pub struct ServeStats {
     pub uptime_s: f64,
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Event workers: plain threads on a channel. (Not rayon: its idle workers
+/// spin in sched_yield, taking the CPU the frame decoders need, and workers
+/// here block on IO and on chunks other workers are writing.)
+struct Workers {
+    tx: Option<std::sync::mpsc::Sender<Job>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    fn new(n: usize) -> std::io::Result<Workers> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        let threads = (0..n.max(1))
+            .map(|i| {
+                let rx = rx.clone();
+                std::thread::Builder::new().name(format!("thaw-event-{i}")).spawn(move || loop {
+                    let job = rx.lock().unwrap().recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                })
+            })
+            .collect::<std::io::Result<_>>()?;
+        Ok(Workers { tx: Some(tx), threads })
+    }
+
+    fn spawn(&self, job: impl FnOnce() + Send + 'static) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Box::new(job));
+        }
+    }
+
+    /// Runs every queued job, then ends the threads.
+    fn finish(mut self) {
+        drop(self.tx.take());
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 struct Ctx {
     fan: Fanotify,
+    workers: Workers,
     hydrator: Hydrator,
     opts: ServeOptions,
     events: AtomicU64,
@@ -194,7 +239,7 @@ impl Ctx {
         }
         self.inflight.fetch_add(1, Ordering::SeqCst);
         let ctx = self.clone();
-        rayon::spawn(move || {
+        self.workers.spawn(move || {
             ctx.hydrator.readahead(&st, from, n);
             if st.is_complete() {
                 let fd = st.file().as_fd();
@@ -259,17 +304,14 @@ pub fn serve(archive: Arc<Archive>, dir: &Path, opts: ServeOptions, stop: &Atomi
         (Some(exe), Some(id)) => spawn_guard(exe, dir, id),
         _ => None,
     };
-    let workers = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.workers.max(1))
-        .thread_name(|i| format!("thaw-event-{i}"))
-        .build()
-        .map_err(|e| Error::Setup(e.to_string()))?;
+    let workers = Workers::new(opts.workers).map_err(|e| Error::Setup(format!("worker threads: {e}")))?;
     let mut archive = archive;
     if let Some(a) = Arc::get_mut(&mut archive) {
         a.set_cache_budget(opts.cache_bytes);
     }
     let ctx = Arc::new(Ctx {
         fan,
+        workers,
         hydrator: Hydrator::new(archive),
         opts,
         events: AtomicU64::new(0),
@@ -285,7 +327,7 @@ pub fn serve(archive: Arc<Archive>, dir: &Path, opts: ServeOptions, stop: &Atomi
     let result = (|| -> Result<(), Error> {
         while !stop.load(Ordering::Relaxed) {
             if ctx.fan.wait_readable(Some(Duration::from_millis(200))).map_err(|e| Error::io("fanotify", e))? {
-                dispatch(&ctx, &workers, &mut buf)?;
+                dispatch(&ctx, &mut buf)?;
             }
             if last_save.elapsed() > Duration::from_secs(1) {
                 save_stats(&stage, &ctx.stats(started, true));
@@ -305,7 +347,7 @@ pub fn serve(archive: Arc<Archive>, dir: &Path, opts: ServeOptions, stop: &Atomi
     while quiet_since.elapsed() < Duration::from_millis(300) || ctx.inflight.load(Ordering::SeqCst) > 0 {
         match ctx.fan.wait_readable(Some(Duration::from_millis(50))) {
             Ok(true) => {
-                if dispatch(&ctx, &workers, &mut buf).is_err() {
+                if dispatch(&ctx, &mut buf).is_err() {
                     break;
                 }
                 quiet_since = Instant::now();
@@ -314,11 +356,14 @@ pub fn serve(archive: Arc<Archive>, dir: &Path, opts: ServeOptions, stop: &Atomi
             Err(_) => break,
         }
     }
-    drop(workers); // joins nothing, but no new work is queued after this point
     while ctx.inflight.load(Ordering::SeqCst) > 0 {
         std::thread::sleep(Duration::from_millis(5));
     }
     let stats = ctx.stats(started, false);
+    // Nothing is queued any more: end the worker threads (they hold `ctx`).
+    if let Some(c) = Arc::into_inner(ctx) {
+        c.workers.finish();
+    }
     save_stats(&stage, &stats);
     if let Some(g) = guard.as_mut() {
         drop(g.stdin.take());
@@ -328,12 +373,12 @@ pub fn serve(archive: Arc<Archive>, dir: &Path, opts: ServeOptions, stop: &Atomi
     result.map(|()| stats)
 }
 
-fn dispatch(ctx: &Arc<Ctx>, workers: &rayon::ThreadPool, buf: &mut [u8]) -> Result<(), Error> {
+fn dispatch(ctx: &Arc<Ctx>, buf: &mut [u8]) -> Result<(), Error> {
     let events = ctx.fan.read_events(buf).map_err(|e| Error::io("fanotify", e))?;
     for ev in events {
         ctx.inflight.fetch_add(1, Ordering::SeqCst);
         let c = ctx.clone();
-        workers.spawn(move || {
+        ctx.workers.spawn(move || {
             c.handle(ev);
             c.inflight.fetch_sub(1, Ordering::SeqCst);
         });

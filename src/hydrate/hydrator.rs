@@ -194,7 +194,7 @@ impl Hydrator {
         {
             let mut g = st.state.lock().unwrap();
             if let (Some(&f), Some(&l)) = (wanted.first(), wanted.last()) {
-                if g.last.is_some_and(|p| p + 1 == f || p == f) && l + 1 < st.chunks.len() {
+                if g.last.is_some_and(|p| p + 1 == f) && l + 1 < st.chunks.len() {
                     out.readahead_from = Some(l + 1);
                 }
                 g.last = Some(l);
