@@ -160,3 +160,45 @@ fn a_second_daemon_on_the_same_dir_is_refused() {
     assert!(r.stderr.contains("another thaw daemon"), "{}", r.stderr);
     served.stop();
 }
+
+#[test]
+fn files_renamed_or_deleted_while_served_still_hydrate() {
+    let s = Setup::new("rename", "64K", many_files);
+    let served = s.serve(&[]);
+    // Renamed before any read: the marker travels with the inode.
+    fs::rename(s.dir.join("d0/f0"), s.dir.join("d1/renamed")).unwrap();
+    assert!(fs::read(s.dir.join("d1/renamed")).unwrap() == s.src_file("d0/f0"));
+    // Deleted while open: the open file still reads the archive bytes.
+    let f = fs::File::open(s.dir.join("d2/f2")).unwrap();
+    fs::remove_file(s.dir.join("d2/f2")).unwrap();
+    let mut buf = vec![0u8; 60_000];
+    f.read_exact_at(&mut buf, 0).unwrap();
+    assert!(buf[..] == s.src_file("d2/f2")[..60_000]);
+    // A file users create in the tree is left alone.
+    fs::write(s.dir.join("mine"), b"user file").unwrap();
+    assert_eq!(fs::read(s.dir.join("mine")).unwrap(), b"user file");
+    drop(f);
+    let log = served.stop();
+    assert!(!log.contains("error"), "{log}");
+}
+
+#[test]
+fn run_kills_the_command_when_thaw_dies() {
+    let s = Setup::new("runkill", "64K", many_files);
+    let started = s.scratch.join("started");
+    let script = format!("touch {}; exec sleep 31.4159", started.display());
+    let mut child = crate::common::thaw_cmd()
+        .args([OsStr::new("run"), s.archive.as_os_str(), s.dir.as_os_str(), OsStr::new("--"), OsStr::new("sh"), OsStr::new("-c"), OsStr::new(&script)])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the command to start", || started.exists());
+    let sleeping = || {
+        std::process::Command::new("pgrep").args(["-f", "sleep 31.4159"]).output().map(|o| o.status.success()).unwrap_or(false)
+    };
+    assert!(sleeping(), "the command is not running");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_for("the command to be killed with thaw", || !sleeping());
+    wait_for("the guard to unmount DIR", || !is_mount_point(&s.dir));
+}
