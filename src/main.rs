@@ -196,7 +196,7 @@ fn bar(what: &str) -> ProgressBar {
     pb
 }
 
-fn open(path: &PathBuf) -> Result<Archive> {
+fn open(path: &Path) -> Result<Archive> {
     Archive::open(path).with_context(|| format!("cannot open {}", path.display()))
 }
 
@@ -214,11 +214,17 @@ fn human(n: u64) -> String {
 fn mode_string(kind: EntryKind, mode: u32) -> String {
     let mut s = String::with_capacity(10);
     s.push(kind.letter());
-    for shift in [6, 3, 0] {
+    // (shift, special bit, letter when also executable, letter when not)
+    for (shift, special, on, off) in [(6, 0o4000, 's', 'S'), (3, 0o2000, 's', 'S'), (0, 0o1000, 't', 'T')] {
         let bits = (mode >> shift) & 7;
         s.push(if bits & 4 != 0 { 'r' } else { '-' });
         s.push(if bits & 2 != 0 { 'w' } else { '-' });
-        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+        s.push(match (mode & special != 0, bits & 1 != 0) {
+            (true, true) => on,
+            (true, false) => off,
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
     }
     s
 }
@@ -467,7 +473,7 @@ fn run(cli: Cli) -> Result<i32> {
 /// `thaw run`: serve in this process, run the command in its own PID
 /// namespace (when possible) killed with us, then stop serving.
 fn run_command(archive: &Path, dir: &Path, opts: ServeOptions, command: &[std::ffi::OsString]) -> Result<i32> {
-    let a = Arc::new(open(&archive.to_path_buf())?);
+    let a = Arc::new(open(archive)?);
     let stage = thaw::tree::stage::Stage::new(dir);
     if !stage.exists() {
         let s = thaw::tree::populate::populate(&a, archive, dir, threads(None))

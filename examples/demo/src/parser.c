@@ -77,28 +77,27 @@ static Ast *expr(Parser *p, int min_power);
 
 static Ast *call_args(Parser *p, const char *name)
 {
-    Vec args;
-    vec_init(&args);
+    /* The argument list grows inside the arena, so a syntax error (a longjmp
+     * out of here) leaks nothing. */
+    size_t n = 0, cap = 4;
+    Ast **list = arena_alloc(p->arena, cap * sizeof(Ast *));
     bump(p); /* '(' */
     if (p->cur.kind != TOK_RPAREN) {
         for (;;) {
-            vec_push(&args, expr(p, 0));
+            if (n == cap) {
+                Ast **bigger = arena_alloc(p->arena, 2 * cap * sizeof(Ast *));
+                memcpy(bigger, list, cap * sizeof(Ast *));
+                list = bigger;
+                cap *= 2;
+            }
+            list[n++] = expr(p, 0);
             if (p->cur.kind != TOK_COMMA)
                 break;
             bump(p);
         }
     }
-    if (p->cur.kind != TOK_RPAREN) {
-        vec_free(&args);
-        syntax_error(p, "expected ')' after arguments");
-    }
-    bump(p);
-    Ast **list = arena_alloc(p->arena, (args.len ? args.len : 1) * sizeof(Ast *));
-    for (size_t i = 0; i < args.len; i++)
-        list[i] = args.items[i];
-    Ast *n = ast_call(p->arena, name, list, args.len);
-    vec_free(&args);
-    return n;
+    expect(p, TOK_RPAREN, "expected ')' after arguments");
+    return ast_call(p->arena, name, list, n);
 }
 
 static Ast *prefix(Parser *p)
