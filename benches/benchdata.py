@@ -76,7 +76,7 @@ class Results:
 
     def evaluate(self, g):
         """(value shown, met?) for one goal; value is a ratio, or the median
-        itself for an absolute goal."""
+        itself for an absolute goal; met is None for an "info" line."""
         a = self.median(g["workload"], g["metric"], g["variant"])
         if g["baseline"] == "-":
             value = a
@@ -85,12 +85,16 @@ class Results:
             if b == 0:
                 raise SystemExit(f"baseline median is 0 for {g}")
             value = a / b
+        if g["op"] == "info":
+            return value, None
         return value, OPS[g["op"]](value, float(g["target"]))
 
 
 def fmt(value, unit):
     """A human figure in the metric's unit."""
     if unit == "s":
+        if value < 1e-5:
+            return f"{value * 1e6:.2f} µs"
         if value < 1e-3:
             return f"{value * 1e6:.0f} µs"
         if value < 1:

@@ -69,8 +69,8 @@ record() {
 
 # compare WORKLOAD METRIC VARIANT BASELINE OP TARGET [NOTE]
 #   the report computes median(VARIANT) / median(BASELINE) and checks it
-#   against OP TARGET (OP one of <= < >= >). BASELINE "-" means an absolute
-#   goal on median(VARIANT) itself (in the metric's unit).
+#   against OP TARGET (OP one of <= < >= >; "info" shows the ratio, no goal).
+#   BASELINE "-" means a goal on median(VARIANT) itself, in its unit.
 compare() {
     local wl=$1 metric=$2 variant=$3 base=$4 op=$5 target=$6 note=${7:-}
     printf '{"workload":"%s","metric":"%s","variant":"%s","baseline":"%s","op":"%s","target":%s,"note":"%s"}\n' \
@@ -92,14 +92,34 @@ order() {
     if ((rep % 2)); then echo "$a $b"; else echo "$b $a"; fi
 }
 
-# A fresh, unserved, empty path for a tree (dies if something still serves it).
+# Trees live alone in a box: BOX.box/NAME. thaw keeps its stage beside the
+# tree it serves, so the box holds everything a side spent on disk.
+#
+# fresh_dir BOX.box/NAME: an empty box (dies if something is still mounted
+# in it: a thaw serve or ratarmount left over).
 fresh_dir() {
-    local d=$1
-    if mountpoint -q "$d" 2>/dev/null; then
-        die "$d is still mounted (a thaw serve or ratarmount left over?)"
+    local d=$1 box
+    box=$(dirname "$d")
+    [[ $box == *.box ]] || die "internal: $d is not in a *.box directory"
+    if findmnt -rn -o TARGET | grep -qF "$box"; then
+        die "something is still mounted under $box (a thaw serve or ratarmount left over?)"
     fi
-    rm -rf -- "$d"
-    mkdir -p -- "$(dirname "$d")"
+    rm -rf -- "$box"
+    mkdir -p -- "$box"
+}
+
+# Allocated bytes of a tree's box (tree + thaw's stage and state).
+tree_disk() { disk_bytes "$(dirname "$1")"; }
+
+# tree_disk of a thaw tree, checked against `thaw status`'s own disk_bytes
+# (dies if thaw keeps its data where du cannot see it).
+thaw_disk() {
+    local d=$1 du js
+    du=$(tree_disk "$d")
+    js=$(thaw_status "$d")
+    awk -v du="$du" -v t="$(jq -r .disk_bytes <<<"$js")" 'BEGIN { exit !(du >= 0.9 * t) }' ||
+        die "du of $(dirname "$d") ($du B) is below thaw status disk_bytes: thaw keeps data outside the box: $js"
+    echo "$du"
 }
 
 # `thaw status DIR --json` checked for the contract's keys; prints the JSON.
@@ -164,4 +184,24 @@ hyperfine_record() {
         record "$wl" "$metric" "$variant" $i "$t" s
     done < <(jq -r '.results[0].times[]' "$json")
     [[ $i -gt 0 ]] || die "no runs in $json"
+}
+
+# tree_hwm_kib PID [COMM]: summed peak RSS (VmHWM, KiB) of PID and its
+# descendants (only those named COMM, when given).
+tree_hwm_kib() {
+    local pid=$1 want=${2:-} total=0 p kids c v
+    want=${want:0:15}
+    local -a todo=("$pid")
+    while [[ ${#todo[@]} -gt 0 ]]; do
+        p=${todo[-1]}
+        unset 'todo[-1]'
+        c=$(cat "/proc/$p/comm" 2>/dev/null || true)
+        if [[ -z $want || $c == "$want" ]]; then
+            v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
+            total=$((total + ${v:-0}))
+        fi
+        kids=$(cat /proc/"$p"/task/*/children 2>/dev/null || true)
+        for k in $kids; do todo+=("$k"); done
+    done
+    echo $total
 }

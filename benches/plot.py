@@ -81,7 +81,7 @@ def workload_figure(res, wl, metrics, path):
 
 
 def goals_figure(res, path):
-    ratio_goals = [g for g in res.goals if g["baseline"] != "-"]
+    ratio_goals = [g for g in res.goals if g["baseline"] != "-" and g["op"] != "info"]
     if not ratio_goals:
         return False
     labels, values, targets, colors = [], [], [], []

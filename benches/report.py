@@ -55,21 +55,27 @@ def main():
         w("## Goals\n")
         w("| workload | figure | measured | baseline | ratio / value | goal | met |")
         w("|---|---|---|---|---|---|---|")
-        failed = 0
+        failed = counted = 0
         for g in res.goals:
             unit = res.unit(g["workload"], g["metric"])
             value, ok = res.evaluate(g)
-            failed += not ok
+            if ok is not None:
+                counted += 1
+                failed += not ok
             a = fmt(res.median(g["workload"], g["metric"], g["variant"]), unit)
             if g["baseline"] == "-":
                 base, shown, goal = "—", fmt(value, unit), f"{g['op']} {fmt(g['target'], unit)}"
             else:
                 base = f"{g['baseline']}: {fmt(res.median(g['workload'], g['metric'], g['baseline']), unit)}"
                 shown, goal = f"{value:.3f}×", f"{g['op']} {g['target']}×"
+            if ok is None:
+                goal, met = "(no goal)", "—"
+            else:
+                met = "yes" if ok else "**no**"
             note = f" ({g['note']})" if g.get("note") else ""
             w(f"| {g['workload']} | {cell(g['metric'] + note)} | {cell(g['variant'])}: {a} | {cell(base)} | {shown} | "
-              f"{goal} | {'yes' if ok else '**no**'} |")
-        w(f"\n{len(res.goals) - failed} of {len(res.goals)} goals met.\n")
+              f"{goal} | {met} |")
+        w(f"\n{counted - failed} of {counted} goals met.\n")
 
     for wl, metrics in res.data.items():
         w(f"## {TITLES.get(wl, wl)}\n")

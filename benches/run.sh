@@ -158,7 +158,10 @@ kernel_archive() {
 # that died) when the suite stops early.
 cleanup() {
     local rc=$?
-    local m
+    local m j
+    for j in $(jobs -p); do
+        kill "$j" 2>/dev/null || true
+    done
     while read -r m; do
         [[ -n $m ]] || continue
         fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
@@ -240,4 +243,5 @@ done
 log "report and plots"
 step plot "$PY" "$BENCH/plot.py" "$RESULTS"
 step report "$PY" "$BENCH/report.py" "$RESULTS"
+sed -n '/^## Goals$/,/goals met\.$/p' "$RESULTS/report.md"
 log "done: $RESULTS/report.md"

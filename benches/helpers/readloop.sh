@@ -3,13 +3,13 @@
 # run inside `thaw run` so that a served path and a native one are read in
 # the same conditions.
 #
-#   readloop.sh OUT file|tree REPS COLD_FIRST LABEL PATH [LABEL PATH ...]
+#   readloop.sh OUT file|tree|4k:N REPS COLD_FIRST LABEL PATH [LABEL PATH ...]
 #
 # With COLD_FIRST 1, each PATH is first read once after dropping the page
 # cache, timed as rep 0. Then each is read once untimed (warm-up), then REPS
 # rounds, the order reversed every other round. Each timed read appends "LABEL REP
 # SECONDS" to OUT. file: dd with 1 MiB reads; tree: cat of every regular
-# file (find | xargs).
+# file (find | xargs); 4k:N: the first N 4 KiB blocks, one read each.
 set -euo pipefail
 out=$1 mode=$2 reps=$3 cold=$4
 shift 4
@@ -24,7 +24,8 @@ read_once() {
     case $mode in
     file) dd if="$1" of=/dev/null bs=1M status=none ;;
     tree) (cd "$1" && find . -type f -print0 | xargs -0 -r cat >/dev/null) ;;
-    *) echo "readloop.sh: mode must be file or tree" >&2; exit 2 ;;
+    4k:*) dd if="$1" of=/dev/null bs=4k count="${mode#4k:}" status=none ;;
+    *) echo "readloop.sh: mode must be file, tree or 4k:N" >&2; exit 2 ;;
     esac
 }
 

@@ -50,27 +50,27 @@ wl_archive() {
     log "archive: extract, cold cache"
     for ((rep = 1; rep <= REPS; rep++)); do
         for v in $(order $rep base thaw); do
-            fresh_dir "$W/x-$v"
-            mkdir "$W/x-$v"
+            fresh_dir "$W/x-$v.box/tree"
+            mkdir "$W/x-$v.box/tree"
             drop_caches
             if [[ $v == base ]]; then
-                timed "archive-extract-base-$rep" tar -I zstd -xf "$W/thaw.tar.zst" -C "$W/x-base"
+                timed "archive-extract-base-$rep" tar -I zstd -xf "$W/thaw.tar.zst" -C "$W/x-base.box/tree"
                 record_times $wl extract "tar -I zstd -xf" $rep
             else
-                timed "archive-extract-thaw-$rep" "$THAW" extract "$W/thaw.tar.zst" "$W/x-thaw"
+                timed "archive-extract-thaw-$rep" "$THAW" extract "$W/thaw.tar.zst" "$W/x-thaw.box/tree"
                 record_times $wl extract thaw $rep
             fi
         done
         if [[ $rep == 1 ]]; then
             log "archive: checking both extractions against the source tree"
-            same_tree "$KSRC" "$W/x-thaw" archive-extract-thaw-vs-src
-            if ((!QUICK)); then same_tree "$W/x-base" "$W/x-thaw" archive-extract-tar-vs-thaw; fi
+            same_tree "$KSRC" "$W/x-thaw.box/tree" archive-extract-thaw-vs-src
+            if ((!QUICK)); then same_tree "$W/x-base.box/tree" "$W/x-thaw.box/tree" archive-extract-tar-vs-thaw; fi
         fi
     done
     compare $wl extract_wall thaw "tar -I zstd -xf" "<=" 0.6 "full extraction, cold cache, $NPROC cores"
-    record $wl extract_disk "tar -I zstd -xf" 1 "$(disk_bytes "$W/x-base")" B
-    record $wl extract_disk thaw 1 "$(disk_bytes "$W/x-thaw")" B
-    rm -rf "$W/x-base" "$W/x-thaw"
+    record $wl extract_disk "tar -I zstd -xf" 1 "$(tree_disk "$W/x-base.box/tree")" B
+    record $wl extract_disk thaw 1 "$(tree_disk "$W/x-thaw.box/tree")" B
+    rm -rf "$W/x-base.box" "$W/x-thaw.box"
 
     log "archive: cat of one small file"
     local small=virt/kvm/Kconfig

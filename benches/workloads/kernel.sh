@@ -34,7 +34,7 @@ wl_kernel() {
     mkdir -p "$W"
     for ((rep = 1; rep <= REPS; rep++)); do
         for v in $(order $rep base thaw); do
-            local dir=$W/tree-$v result=$W/result-$v-$rep.txt tf=$W/build-$v-$rep.time
+            local dir=$W/$v.box/linux result=$W/result-$v-$rep.txt tf=$W/build-$v-$rep.time
             local name="full extraction"
             if [[ $v == thaw ]]; then name=thaw; fi
             fresh_dir "$dir"
@@ -66,21 +66,29 @@ wl_kernel() {
                 record $wl serve_overhead_wall thaw $rep "$(calc "$T_WALL - $inner_wall")" s
                 record_status $wl "" thaw $rep "$dir"
             fi
-            record $wl disk_after_build "$name" $rep "$(disk_bytes "$dir")" B
+            if [[ $v == thaw ]]; then
+                record $wl disk_after_build thaw $rep "$(thaw_disk "$dir")" B
+            else
+                record $wl disk_after_build "$name" $rep "$(tree_disk "$dir")" B
+            fi
             if [[ $v == base ]]; then
                 step "kernel-mrproper-base-$rep" make -C "$dir" -s mrproper
             else
                 step "kernel-mrproper-thaw-$rep" "$THAW" run "$KARCHIVE" "$dir" -- make -C "$dir" -s mrproper
             fi
-            record $wl disk_after_mrproper "$name" $rep "$(disk_bytes "$dir")" B
+            if [[ $v == thaw ]]; then
+                record $wl disk_after_mrproper thaw $rep "$(thaw_disk "$dir")" B
+            else
+                record $wl disk_after_mrproper "$name" $rep "$(tree_disk "$dir")" B
+            fi
         done
         # Same sources, same pinned identity: the same build result.
         diff "$W/result-base-$rep.txt" "$W/result-thaw-$rep.txt" >"$LOGS/kernel-result-$rep.diff" ||
             die "kernel: the build under thaw differs from the build of the extracted tree (see $LOGS/kernel-result-$rep.diff)"
     done
-    thaw_verify_dir kernel "$W/tree-thaw"
+    thaw_verify_dir kernel "$W/thaw.box/linux"
     compare $wl build_wall thaw "full extraction" "<=" 1.01 "issue #4 goal: build overhead <= 1 %"
     compare $wl time_to_ready thaw "full extraction" "<=" 0.25 "issue #4 and #3 goal (populate vs tar -I zstd -xf)"
     compare $wl total_wall thaw "full extraction" "<" 1.0 "issue #4 goal: ready + build below full extraction"
-    rm -rf "$W/tree-base" "$W/tree-thaw"
+    rm -rf "$W/base.box" "$W/thaw.box"
 }

@@ -47,7 +47,7 @@ seq_seconds() {
 
 wl_seqread() {
     seq_inputs
-    local wl=seqread rep v secs name dir=$SEQ/served tf=$SEQ/read.time mb
+    local wl=seqread rep v secs name dir=$SEQ/served.box/data tf=$SEQ/read.time mb
     mb=$(calc "$SEQ_SIZE / 1000000")
     for ((rep = 1; rep <= REPS; rep++)); do
         local vs="zstd extracted thaw cat"
@@ -76,7 +76,7 @@ wl_seqread() {
                 timed "seq-thaw-$rep" "$THAW" run "$SEQ_ARCHIVE" "$dir" -- bash -c "$(seq_read_cmd "$dir/big.bin" "$tf")"
                 secs=$(seq_seconds "$tf") name=thaw
                 record $wl serve_start_stop thaw $rep "$(calc "$T_WALL - $secs")" s
-                record $wl disk_after_read thaw $rep "$(disk_bytes "$dir")" B
+                record $wl disk_after_read thaw $rep "$(thaw_disk "$dir")" B
                 record_status $wl "" thaw $rep "$dir"
                 if [[ $rep == 1 ]]; then
                     step seq-thaw-sha "$THAW" run "$SEQ_ARCHIVE" "$dir" -- bash -c "sha256sum < '$dir/big.bin' > '$SEQ/served.sha'"

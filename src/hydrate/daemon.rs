@@ -73,7 +73,7 @@ impl Default for ServeOptions {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         ServeOptions {
             workers: (cores * 4).max(8),
-            readahead: cores * 2,
+            readahead: cores * 4,
             open_policy: OpenPolicy::default_copiers(),
             guard_exe: None,
             cache_bytes: crate::archive::reader::DEFAULT_CACHE_BYTES,
@@ -181,6 +181,36 @@ impl Ctx {
         }
         self.events.fetch_add(1, Ordering::Relaxed);
         self.event_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Answers `ev` at once if that needs no decoding or writing; otherwise
+    /// hands it back for a worker.
+    fn try_inline(self: &Arc<Self>, ev: Event) -> Option<Event> {
+        let t0 = Instant::now();
+        let (Some(fd), Some(range)) = (ev.fd(), ev.range) else { return Some(ev) };
+        if !ev.mask.contains(Mask::PRE_ACCESS) {
+            return Some(ev);
+        }
+        let st = match self.hydrator.lookup(fd) {
+            Ok(Lookup::Stub(st)) => st,
+            _ => return Some(ev), // not a stub, or an error: the worker path handles and logs it
+        };
+        let Some(r) = self.hydrator.ready(&st, fd, range.offset, range.end()) else { return Some(ev) };
+        if r.complete {
+            return Some(ev); // finishing the file writes an xattr: worker
+        }
+        if let Err(e) = self.fan.respond(fd, Response::Allow) {
+            eprintln!("thaw: {}: cannot answer event: {e}", fd_path(fd));
+        }
+        if let Some(k) = r.readahead_from {
+            self.spawn_readahead(st, k);
+        }
+        if self.opts.verbose {
+            eprintln!("thaw: event {:?} pid {} {:?} {} -> Allow (in place)", ev.mask, ev.pid, ev.range, fd_path(fd));
+        }
+        self.events.fetch_add(1, Ordering::Relaxed);
+        self.event_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        None
     }
 
     fn decide(self: &Arc<Self>, ev: &Event) -> Response {
@@ -376,6 +406,8 @@ pub fn serve(archive: Arc<Archive>, dir: &Path, opts: ServeOptions, stop: &Atomi
 fn dispatch(ctx: &Arc<Ctx>, buf: &mut [u8]) -> Result<(), Error> {
     let events = ctx.fan.read_events(buf).map_err(|e| Error::io("fanotify", e))?;
     for ev in events {
+        // Ranges already in place are answered right here: no thread handoff.
+        let Some(ev) = ctx.try_inline(ev) else { continue };
         ctx.inflight.fetch_add(1, Ordering::SeqCst);
         let c = ctx.clone();
         ctx.workers.spawn(move || {

@@ -46,6 +46,25 @@ struct FileInner {
 }
 
 impl FileState {
+    /// Chunks overlapping `[start, end)`.
+    fn wanted(&self, start: u64, end: u64) -> std::ops::Range<usize> {
+        if start >= end {
+            return 0..0;
+        }
+        self.chunks.partition_point(|&(_, e)| e <= start)..self.chunks.partition_point(|&(s, _)| s < end)
+    }
+
+    /// Records an access; returns where to read ahead when it looks sequential.
+    fn note_access(&self, g: &mut FileInner, wanted: &std::ops::Range<usize>) -> Option<usize> {
+        if wanted.is_empty() {
+            return None;
+        }
+        let (f, l) = (wanted.start, wanted.end - 1);
+        let ahead = (g.last.is_some_and(|p| p + 1 == f) && l + 1 < self.chunks.len()).then_some(l + 1);
+        g.last = Some(l);
+        ahead
+    }
+
     pub fn is_complete(&self) -> bool {
         let g = self.state.lock().unwrap();
         g.done == self.chunks.len()
@@ -159,6 +178,22 @@ impl Hydrator {
         Ok(Lookup::Stub(s))
     }
 
+    /// The fast path: `Some` when `[start, end)` is already in place and the
+    /// file was not shrunk, so the event can be answered without any work.
+    pub fn ready(&self, st: &FileState, fd: BorrowedFd<'_>, start: u64, end: u64) -> Option<Ensured> {
+        let cur_size = rfs::fstat(fd).ok()?.st_size as u64;
+        let mut g = st.state.lock().unwrap();
+        if cur_size < g.limit && cur_size < st.chunks.last().map_or(0, |c| c.1) {
+            return None; // a shrink to record: slow path
+        }
+        let wanted = st.wanted(start, end.min(cur_size.min(g.limit)));
+        if !g.chunks[wanted.clone()].iter().all(|&c| c == Chunk::Done) {
+            return None;
+        }
+        let readahead_from = st.note_access(&mut g, &wanted);
+        Some(Ensured { wrote: false, complete: g.done == st.chunks.len() && g.writers == 0 && !g.finished, readahead_from })
+    }
+
     /// Makes bytes `[start, end)` of the stub present, writing through `fd`.
     pub fn ensure(&self, st: &FileState, fd: BorrowedFd<'_>, start: u64, end: u64) -> Result<Ensured, Error> {
         let mut out = Ensured::default();
@@ -181,25 +216,13 @@ impl Hydrator {
             }
             cur_size = cur_size.min(g.limit);
         }
-        let end = end.min(cur_size);
-        let wanted: Vec<usize> = if start < end {
-            let first = st.chunks.partition_point(|&(_, e)| e <= start);
-            let last = st.chunks.partition_point(|&(s, _)| s < end);
-            (first..last).collect()
-        } else {
-            Vec::new()
-        };
+        let wanted = st.wanted(start, end.min(cur_size));
         let mut mine = Vec::new();
         let mut theirs = Vec::new();
         {
             let mut g = st.state.lock().unwrap();
-            if let (Some(&f), Some(&l)) = (wanted.first(), wanted.last()) {
-                if g.last.is_some_and(|p| p + 1 == f) && l + 1 < st.chunks.len() {
-                    out.readahead_from = Some(l + 1);
-                }
-                g.last = Some(l);
-            }
-            for &k in &wanted {
+            out.readahead_from = st.note_access(&mut g, &wanted);
+            for k in wanted {
                 match g.chunks[k] {
                     Chunk::Missing => {
                         g.chunks[k] = Chunk::Busy;
