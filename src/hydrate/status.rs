@@ -172,63 +172,73 @@ pub fn verify_tree(dir: &Path, archive: Option<Arc<Archive>>) -> Result<TreeVeri
     };
     stage.check_archive(&archive)?;
     let files = tree_files(&stage)?;
-    let results: Vec<Result<(u64, Option<String>, Option<String>), Error>> = files
-        .par_iter()
-        .map(|f| {
-            let shown = String::from_utf8_lossy(&f.rel).into_owned();
-            let file = File::open(&f.path).map_err(|e| Error::io(f.path.display(), e))?;
-            let (entry, ranges) = match marker_of(&file) {
-                Some((id, i)) => {
-                    if id != archive.id_hex() {
-                        return Ok((0, Some(format!("{shown}: stub of another archive ({id})")), None));
-                    }
-                    let Some(e) = archive.index().get(i) else {
-                        return Ok((0, Some(format!("{shown}: marker names entry {i}, which does not exist")), None));
-                    };
-                    let ext = data_extents(file.as_fd(), f.size).map_err(|e| Error::io(f.path.display(), e))?;
-                    if ext.is_empty() {
-                        return Ok((0, None, Some(shown)));
-                    }
-                    (e, ext)
-                }
-                None => match archive.lookup(&f.rel) {
-                    Some(e) if matches!(e.kind, EntryKind::File | EntryKind::Hardlink) => (e, vec![(0, f.size)]),
-                    _ => return Ok((0, Some(format!("{shown}: not in the archive")), None)),
-                },
-            };
-            let d = archive.index().data_entry(entry);
-            if f.size != d.size {
-                return Ok((0, Some(format!("{shown}: size {} but the archive says {}", f.size, d.size)), None));
-            }
-            let mut compared = 0;
-            let mut a = vec![0u8; 1 << 20];
-            let mut b = vec![0u8; 1 << 20];
-            for (s, e) in ranges {
-                let mut off = s;
-                while off < e {
-                    let n = ((e - off) as usize).min(a.len());
-                    archive.read_at(d, off, &mut a[..n])?;
-                    std::os::unix::fs::FileExt::read_exact_at(&file, &mut b[..n], off).map_err(|err| Error::io(f.path.display(), err))?;
-                    if a[..n] != b[..n] {
-                        let at = a[..n].iter().zip(&b[..n]).position(|(x, y)| x != y).unwrap_or(0) as u64 + off;
-                        return Ok((compared, Some(format!("{shown}: differs from the archive at byte {at}")), None));
-                    }
-                    compared += n as u64;
-                    off += n as u64;
-                }
-            }
-            Ok((compared, None, None))
-        })
-        .collect();
+    let results: Vec<Result<Checked, Error>> = files.par_iter().map(|f| check_file(&archive, f)).collect();
     let mut out = TreeVerify::default();
     for r in results {
-        let (n, problem, empty) = r?;
         out.files_checked += 1;
-        out.bytes_compared += n;
-        out.problems.extend(problem);
-        out.empty_stubs.extend(empty);
+        match r? {
+            Checked::Same(n) => out.bytes_compared += n,
+            Checked::Problem(n, why) => {
+                out.bytes_compared += n;
+                out.problems.push(why);
+            }
+            Checked::Untouched(path) => out.empty_stubs.push(path),
+        }
     }
     out.problems.sort();
     out.empty_stubs.sort();
     Ok(out)
+}
+
+/// The outcome of comparing one file with the archive.
+enum Checked {
+    Same(u64),
+    Problem(u64, String),
+    Untouched(String),
+}
+
+fn check_file(archive: &Archive, f: &TreeFile) -> Result<Checked, Error> {
+    let shown = String::from_utf8_lossy(&f.rel).into_owned();
+    let file = File::open(&f.path).map_err(|e| Error::io(f.path.display(), e))?;
+    let (entry, ranges) = match marker_of(&file) {
+        Some((id, i)) => {
+            if id != archive.id_hex() {
+                return Ok(Checked::Problem(0, format!("{shown}: stub of another archive ({id})")));
+            }
+            let Some(e) = archive.index().get(i) else {
+                return Ok(Checked::Problem(0, format!("{shown}: marker names entry {i}, which does not exist")));
+            };
+            let ext = data_extents(file.as_fd(), f.size).map_err(|e| Error::io(f.path.display(), e))?;
+            if ext.is_empty() {
+                return Ok(Checked::Untouched(shown));
+            }
+            (e, ext)
+        }
+        None => match archive.lookup(&f.rel) {
+            Some(e) if matches!(e.kind, EntryKind::File | EntryKind::Hardlink) => (e, vec![(0, f.size)]),
+            _ => return Ok(Checked::Problem(0, format!("{shown}: not in the archive"))),
+        },
+    };
+    let d = archive.index().data_entry(entry);
+    if f.size != d.size {
+        return Ok(Checked::Problem(0, format!("{shown}: size {} but the archive says {}", f.size, d.size)));
+    }
+    let mut compared = 0;
+    let mut a = vec![0u8; 1 << 20];
+    let mut b = vec![0u8; 1 << 20];
+    for (s, e) in ranges {
+        let mut off = s;
+        while off < e {
+            let n = ((e - off) as usize).min(a.len());
+            archive.read_at(d, off, &mut a[..n])?;
+            std::os::unix::fs::FileExt::read_exact_at(&file, &mut b[..n], off).map_err(|err| Error::io(f.path.display(), err))?;
+            if a[..n] != b[..n] {
+                let at = a[..n].iter().zip(&b[..n]).position(|(x, y)| x != y).unwrap_or(0) as u64 + off;
+                return Ok(Checked::Problem(compared, format!("{shown}: differs from the archive at byte {at}")));
+            }
+            compared += n as u64;
+            off += n as u64;
+        }
+    }
+    Ok(Checked::Same(compared))
 }
