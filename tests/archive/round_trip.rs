@@ -32,7 +32,7 @@ fn pack_extract_keeps_every_entry_type_and_metadata() {
     let long = String::from_utf8_lossy(&thaw([OsStr::new("ls"), OsStr::new("-l"), a.as_os_str()]).ok().stdout).into_owned();
     assert!(long.contains("links/rel -> ../README"), "{long}");
     assert!(long.contains("links/hard3 link to a/hard2"), "{long}");
-    assert!(long.lines().any(|l| l.starts_with("drwxrwxrwx") && l.ends_with(" sticky")), "{long}");
+    assert!(long.lines().any(|l| l.starts_with("drwxrwxrwt") && l.ends_with(" sticky")), "{long}");
 
     thaw([OsStr::new("verify"), a.as_os_str()]).ok();
     let info = thaw([OsStr::new("info"), OsStr::new("--json"), a.as_os_str()]).ok();
