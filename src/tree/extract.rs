@@ -35,7 +35,7 @@ pub fn extract(archive: &Archive, dir: &Path, threads: usize, progress: &(dyn Fn
     let mut work: Vec<(usize, u64, u64)> = Vec::new();
     for (i, e) in entries.iter().enumerate().filter(|(_, e)| e.kind == EntryKind::File) {
         if e.size > PIECE {
-            let f = target.create_file(&e.path, e.mode)?;
+            let (f, _) = target.create_file(&e.path, e.mode)?;
             f.set_len(e.size).map_err(|err| Error::at(&e.path, err))?;
             let mut off = 0;
             while off < e.size {
@@ -54,9 +54,9 @@ pub fn extract(archive: &Archive, dir: &Path, threads: usize, progress: &(dyn Fn
                 let f = target.open(&e.path, rustix::fs::OFlags::WRONLY).map(File::from)?;
                 write_range(archive, e, &f, off, len)?;
             } else {
-                let f = target.create_file(&e.path, e.mode)?;
+                let (f, fresh) = target.create_file(&e.path, e.mode)?;
                 write_range(archive, e, &f, 0, e.size)?;
-                target.set_meta_fd(f.as_fd(), e)?;
+                target.set_meta_fd(f.as_fd(), e, Some(fresh))?;
             }
             progress(len);
             Ok(())
@@ -64,7 +64,7 @@ pub fn extract(archive: &Archive, dir: &Path, threads: usize, progress: &(dyn Fn
     })?;
     for e in entries.iter().filter(|e| e.kind == EntryKind::File && e.size > PIECE) {
         let f = target.open(&e.path, rustix::fs::OFlags::RDONLY)?;
-        target.set_meta_fd(f.as_fd(), e)?;
+        target.set_meta_fd(f.as_fd(), e, None)?;
     }
     for e in entries {
         match e.kind {

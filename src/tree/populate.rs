@@ -65,13 +65,13 @@ pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usi
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().map_err(|e| Error::at(b"thread pool", std::io::Error::other(e)))?;
     pool.install(|| {
         entries.par_iter().enumerate().filter(|(_, e)| e.kind == EntryKind::File).try_for_each(|(i, e)| -> Result<(), Error> {
-            let f = target.create_file(&e.path, e.mode)?;
+            let (f, fresh) = target.create_file(&e.path, e.mode)?;
             if e.size > 0 {
                 f.set_len(e.size).map_err(|err| Error::at(&e.path, err))?;
                 rustix::fs::fsetxattr(f.as_fd(), MARKER_XATTR, &Marker { id: id.clone(), entry: i, limit: None }.encode(), rustix::fs::XattrFlags::empty())
                     .map_err(|err| Error::at(&e.path, err))?;
             }
-            target.set_meta_fd(f.as_fd(), e)
+            target.set_meta_fd(f.as_fd(), e, Some(fresh))
         })
     })?;
     for e in entries {

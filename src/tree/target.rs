@@ -9,11 +9,30 @@ use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub struct TargetDir {
     root: OwnedFd,
     path: PathBuf,
     is_root_user: bool,
+    /// The process umask, to know the mode a new file gets without asking.
+    umask: u32,
+    /// Directories already opened (entries never change type, so a path
+    /// that was a directory stays one): saves a path walk per file.
+    parents: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<OwnedFd>>>,
+}
+
+/// What a file just created by [`TargetDir::create_file`] already has.
+#[derive(Debug, Clone, Copy)]
+pub struct Fresh {
+    mode: u32,
+}
+
+fn current_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Umask:").and_then(|v| u32::from_str_radix(v.trim(), 8).ok())))
+        .unwrap_or(0o022)
 }
 
 const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
@@ -40,7 +59,13 @@ impl TargetDir {
         }
         let root = rfs::open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| Error::at(shown, e))?;
-        Ok(TargetDir { root, path: path.to_path_buf(), is_root_user: rustix::process::geteuid().is_root() })
+        Ok(TargetDir {
+            root,
+            path: path.to_path_buf(),
+            is_root_user: rustix::process::geteuid().is_root(),
+            umask: current_umask(),
+            parents: Default::default(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -60,7 +85,17 @@ impl TargetDir {
 
     /// The directory holding `rel`, creating missing parents (mode 0755).
     /// A failure names `rel`, the entry being created, not only its parent.
-    pub fn parent(&self, rel: &[u8]) -> Result<OwnedFd, Error> {
+    pub fn parent(&self, rel: &[u8]) -> Result<Arc<OwnedFd>, Error> {
+        let (parent, _) = split_parent(rel);
+        if let Some(fd) = self.parents.lock().unwrap().get(parent) {
+            return Ok(fd.clone());
+        }
+        let fd = Arc::new(self.open_parent(rel)?);
+        self.parents.lock().unwrap().insert(parent.to_vec(), fd.clone());
+        Ok(fd)
+    }
+
+    fn open_parent(&self, rel: &[u8]) -> Result<OwnedFd, Error> {
         let (parent, _) = split_parent(rel);
         let res = match self.open(parent, OFlags::DIRECTORY | OFlags::PATH) {
             Ok(fd) => return Ok(fd),
@@ -113,8 +148,9 @@ impl TargetDir {
         let _ = rfs::unlinkat(pfd, os(name), AtFlags::empty());
     }
 
-    /// Creates a regular file (replacing a non-directory) and returns it open read-write.
-    pub fn create_file(&self, rel: &[u8], mode: u32) -> Result<File, Error> {
+    /// Creates a regular file (replacing a non-directory) and returns it open
+    /// read-write, with what it already has for [`TargetDir::set_meta_fd`].
+    pub fn create_file(&self, rel: &[u8], mode: u32) -> Result<(File, Fresh), Error> {
         let pfd = self.parent(rel)?;
         let (_, name) = split_parent(rel);
         let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -127,7 +163,7 @@ impl TargetDir {
             r => r,
         }
         .map_err(|e| Error::at(rel, e))?;
-        Ok(File::from(fd))
+        Ok((File::from(fd), Fresh { mode: m.bits() & !self.umask }))
     }
 
     pub fn symlink(&self, rel: &[u8], target: &[u8]) -> Result<(), Error> {
@@ -172,13 +208,19 @@ impl TargetDir {
             .map_err(|err| Error::at(&e.path, err))
     }
 
-    /// Applies owner (when root), mode, xattrs and mtime to an open file or directory.
-    pub fn set_meta_fd(&self, fd: BorrowedFd<'_>, e: &Entry) -> Result<(), Error> {
+    /// Applies owner (when root), mode, xattrs and mtime to an open file or
+    /// directory; `fresh` skips what a file just created already has.
+    pub fn set_meta_fd(&self, fd: BorrowedFd<'_>, e: &Entry, fresh: Option<Fresh>) -> Result<(), Error> {
         let at = |err: rustix::io::Errno| Error::at(&e.path, err);
-        if self.is_root_user {
+        // A new file belongs to us (root: 0/0) already.
+        let owned = fresh.is_some() && e.uid == rustix::process::geteuid().as_raw() && e.gid == rustix::process::getegid().as_raw();
+        if self.is_root_user && !owned {
             rfs::fchown(fd, Some(rfs::Uid::from_raw(e.uid)), Some(rfs::Gid::from_raw(e.gid))).map_err(at)?;
         }
-        rfs::fchmod(fd, Mode::from_bits_truncate(e.mode)).map_err(at)?;
+        // chown clears setuid/setgid bits, so the mode goes after it.
+        if fresh.is_none_or(|f| f.mode != e.mode || !owned) {
+            rfs::fchmod(fd, Mode::from_bits_truncate(e.mode)).map_err(at)?;
+        }
         for (k, v) in &e.xattrs {
             let name = std::ffi::CString::new(k.clone()).map_err(|_| Error::at(&e.path, std::io::Error::other("NUL in xattr name")))?;
             match rfs::fsetxattr(fd, name.as_c_str(), v, rfs::XattrFlags::empty()) {
@@ -222,7 +264,7 @@ impl TargetDir {
             return rfs::utimensat(&pfd, os(name), &entry_times(e), AtFlags::SYMLINK_NOFOLLOW).map_err(at);
         }
         let fd = self.open(&e.path, flags)?;
-        self.set_meta_fd(fd.as_fd(), e)
+        self.set_meta_fd(fd.as_fd(), e, None)
     }
 }
 
