@@ -66,22 +66,28 @@ pub fn extract(archive: &Archive, dir: &Path, threads: usize, progress: &(dyn Fn
         let f = target.open(&e.path, rustix::fs::OFlags::RDONLY)?;
         target.set_meta_fd(f.as_fd(), e, None)?;
     }
+    finish_tree(&target, entries, &mut summary.warnings)?;
+    Ok(summary)
+}
+
+/// After the files: hard links, symlinks, fifos and device nodes (those that
+/// cannot be made are skipped with a warning), then directory metadata.
+pub fn finish_tree(target: &TargetDir, entries: &[Entry], warnings: &mut Vec<String>) -> Result<(), Error> {
     for e in entries {
         match e.kind {
             EntryKind::Hardlink => target.hardlink(&e.path, &e.link)?,
             EntryKind::Symlink => {
                 target.symlink(&e.path, &e.link)?;
-                target.set_meta_symlink(e)?;
+                target.set_meta_path(e)?;
             }
             EntryKind::Fifo | EntryKind::CharDev | EntryKind::BlockDev => match target.special(e) {
                 Ok(()) => target.set_meta_path(e)?,
-                Err(err) => summary.warnings.push(format!("{err} (skipped)")),
+                Err(err) => warnings.push(format!("{err} (skipped)")),
             },
-            _ => {}
+            EntryKind::File | EntryKind::Dir => {}
         }
     }
-    set_dir_meta(&target, entries)?;
-    Ok(summary)
+    set_dir_meta(target, entries)
 }
 
 /// Directory metadata, deepest first, so creating children does not disturb parents' mtimes.

@@ -3,7 +3,7 @@
 //! exact size with mode, owner, mtime and xattrs, symlinks, hard links.
 //! Each non-empty file carries the marker xattr naming the archive and entry.
 
-use super::extract::set_dir_meta;
+use super::extract::finish_tree;
 use super::stage::{Marker, Stage, StageInfo, MARKER_XATTR};
 use super::target::TargetDir;
 use super::Error;
@@ -74,25 +74,11 @@ pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usi
             target.set_meta_fd(f.as_fd(), e, Some(fresh))
         })
     })?;
-    for e in entries {
-        match e.kind {
-            EntryKind::File => {
-                summary.stubs += usize::from(e.size > 0);
-                summary.bytes += e.size;
-            }
-            EntryKind::Hardlink => target.hardlink(&e.path, &e.link)?,
-            EntryKind::Symlink => {
-                target.symlink(&e.path, &e.link)?;
-                target.set_meta_symlink(e)?;
-            }
-            EntryKind::Fifo | EntryKind::CharDev | EntryKind::BlockDev => match target.special(e) {
-                Ok(()) => target.set_meta_path(e)?,
-                Err(err) => summary.warnings.push(format!("{err} (skipped)")),
-            },
-            EntryKind::Dir => {}
-        }
+    for e in entries.iter().filter(|e| e.kind == EntryKind::File) {
+        summary.stubs += usize::from(e.size > 0);
+        summary.bytes += e.size;
     }
-    set_dir_meta(&target, entries)?;
+    finish_tree(&target, entries, &mut summary.warnings)?;
     let archive_abs = std::fs::canonicalize(archive_path).unwrap_or_else(|_| archive_path.to_path_buf());
     stage.write_info(&StageInfo { archive: archive_abs, id, format_version: archive.version() })?;
     Ok(summary)

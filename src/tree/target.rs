@@ -233,38 +233,25 @@ impl TargetDir {
         rfs::futimens(fd, &entry_times(e)).map_err(at)
     }
 
-    /// Owner and mtime of a symlink (mode and xattrs do not apply).
-    pub fn set_meta_symlink(&self, e: &Entry) -> Result<(), Error> {
+    /// Metadata of a directory, symlink, fifo or device node. Symlinks get
+    /// owner and mtime only; nodes other than directories are set through
+    /// their parent with the `*at` calls (no fd of theirs is opened).
+    pub fn set_meta_path(&self, e: &Entry) -> Result<(), Error> {
+        if e.kind == EntryKind::Dir {
+            let fd = self.open(&e.path, OFlags::DIRECTORY | OFlags::RDONLY)?;
+            return self.set_meta_fd(fd.as_fd(), e, None);
+        }
         let pfd = self.parent(&e.path)?;
         let (_, name) = split_parent(&e.path);
         let at = |err: rustix::io::Errno| Error::at(&e.path, err);
         if self.is_root_user {
-            rfs::chownat(&pfd, os(name), Some(rfs::Uid::from_raw(e.uid)), Some(rfs::Gid::from_raw(e.gid)), AtFlags::SYMLINK_NOFOLLOW)
+            rfs::chownat(&*pfd, os(name), Some(rfs::Uid::from_raw(e.uid)), Some(rfs::Gid::from_raw(e.gid)), AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(at)?;
         }
-        rfs::utimensat(&pfd, os(name), &entry_times(e), AtFlags::SYMLINK_NOFOLLOW).map_err(at)
-    }
-
-    /// Metadata of a directory, fifo or device node, opened beneath the root.
-    pub fn set_meta_path(&self, e: &Entry) -> Result<(), Error> {
-        if e.kind == EntryKind::Symlink {
-            return self.set_meta_symlink(e);
+        if e.kind != EntryKind::Symlink {
+            rfs::chmodat(&*pfd, os(name), Mode::from_bits_truncate(e.mode), AtFlags::empty()).map_err(at)?;
         }
-        let flags = if e.kind == EntryKind::Dir { OFlags::DIRECTORY | OFlags::RDONLY } else { OFlags::PATH };
-        if e.kind != EntryKind::Dir {
-            // O_PATH fds do not take fchmod/futimens: use the *at calls on the parent.
-            let pfd = self.parent(&e.path)?;
-            let (_, name) = split_parent(&e.path);
-            let at = |err: rustix::io::Errno| Error::at(&e.path, err);
-            if self.is_root_user {
-                rfs::chownat(&pfd, os(name), Some(rfs::Uid::from_raw(e.uid)), Some(rfs::Gid::from_raw(e.gid)), AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(at)?;
-            }
-            rfs::chmodat(&pfd, os(name), Mode::from_bits_truncate(e.mode), AtFlags::empty()).map_err(at)?;
-            return rfs::utimensat(&pfd, os(name), &entry_times(e), AtFlags::SYMLINK_NOFOLLOW).map_err(at);
-        }
-        let fd = self.open(&e.path, flags)?;
-        self.set_meta_fd(fd.as_fd(), e, None)
+        rfs::utimensat(&*pfd, os(name), &entry_times(e), AtFlags::SYMLINK_NOFOLLOW).map_err(at)
     }
 }
 
