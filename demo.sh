@@ -16,7 +16,7 @@
 #
 # Needs: Linux >= 6.14 (fanotify pre-content events), root (CAP_SYS_ADMIN),
 # Debian/Ubuntu for the automatic package install, and a Rust toolchain
-# (cargo, Rust >= 1.80). Safe to run again: each run starts from scratch.
+# (cargo; see rust-version in Cargo.toml). Safe to run again: each run starts from scratch.
 set -Eeuo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -141,7 +141,8 @@ find_cargo() {
     done
     return 1
 }
-CARGO=$(find_cargo) || die "cargo not found. thaw is written in Rust and needs a toolchain (Rust >= 1.80):
+MSRV=$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' "$REPO/Cargo.toml")
+CARGO=$(find_cargo) || die "cargo not found. thaw is written in Rust and needs a toolchain (Rust >= ${MSRV:-?}):
     install one with rustup (https://rustup.rs) and run this script again.
     (Debian 12's own 'cargo' package is too old for thaw.)"
 PATH=$(dirname "$CARGO"):$PATH
@@ -151,9 +152,22 @@ note "$("$CARGO" --version)"
 # --- build -----------------------------------------------------------------
 step "Building thaw (cargo build --release)"
 cd "$REPO"
-as_builder "$CARGO" build --release --quiet || die "cargo build --release failed (see the messages above)"
 target_dir=${CARGO_TARGET_DIR:-$REPO/target}
 [[ $target_dir == /* ]] || target_dir=$REPO/$target_dir
+if [[ $BUILD_USER != root ]]; then
+    writable=$target_dir
+    [[ -e $writable ]] || writable=$(dirname "$writable")
+    if ! as_builder "$CARGO" --version >/dev/null 2>&1; then
+        note "$CARGO does not run as $BUILD_USER: building as root"
+        BUILD_USER=root
+    elif ! as_builder test -w "$writable"; then
+        note "$writable is not writable by $BUILD_USER: building as root"
+        BUILD_USER=root
+    else
+        note "building as $BUILD_USER"
+    fi
+fi
+as_builder "$CARGO" build --release --quiet || die "cargo build --release failed (see the messages above)"
 THAW=$target_dir/release/thaw
 [[ -x $THAW ]] || die "the build did not produce $THAW"
 note "$THAW ($("$THAW" --version))"
@@ -198,9 +212,9 @@ rm -rf "$WORK" || die "cannot remove the old work directory $WORK"
 mkdir -p "$WORK" || die "cannot create $WORK"
 touch "$WORK/.thaw-demo"
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'printf "\n%sdemo.sh: interrupted: cleaning up%s\n" "$RED" "$RESET" >&2; exit 130' INT TERM
 
-fstype=$(stat -f -c %T "$WORK")
+fstype=$(findmnt -no FSTYPE -T "$WORK" 2>/dev/null || stat -f -c %T "$WORK")
 case $fstype in
 ext2/ext3 | ext4 | xfs | btrfs) native=1 ;;
 *) native=0 ;;
@@ -260,9 +274,10 @@ json=$("$THAW" status "$DIR" --json)
 field() { sed -n "s/.*\"$1\": *\([0-9]*\).*/\1/p" <<<"$json" | head -1; }
 hydrated=$(field bytes_hydrated) total=$(field bytes_total)
 if [[ -n $hydrated && -n $total && $total -gt 0 ]]; then
-    pct=$(awk -v h="$hydrated" -v t="$total" 'BEGIN { printf "%.1f", 100 * h / t }')
-    printf '\n%s    Only %s of %s bytes (%s%%) were ever decompressed; the rest are still holes.%s\n' \
-        "$GREEN" "$hydrated" "$total" "$pct" "$RESET"
+    awk -v h="$hydrated" -v t="$total" -v on="$GREEN" -v off="$RESET" 'BEGIN {
+        printf "\n%s    Only %.1f MiB of the tree'"'"'s %.1f MiB (%.1f%%) is hydrated: whatever the build and the\n", on, h / 1048576, t / 1048576, 100 * h / t
+        printf "    program did not read is still a hole, never decompressed.%s\n", off
+    }'
 fi
 if [[ -n $(ls -A "$DIR") ]]; then
     die "$DIR is not empty after 'thaw run' ended: it should be unmounted"
@@ -276,16 +291,16 @@ step "Running it again: make finds nothing to do (mtimes survive, nothing is dec
 if ((KEEP)); then
     step "Kept for you to explore"
     cat <<EOF
-    archive  $ARCHIVE
-    tree     $DIR   (stubs in $(dirname "$DIR")/.icicle.thaw/)
+    cd $BASE
+    T=$THAW
+    \$T serve icicle.tar.zst icicle &     # serve it again: ls, cat, cp, make as you like
+    \$T status icicle
+    \$T hydrate icicle                    # fill every stub
+    \$T verify icicle                     # compare what is hydrated with the archive
+    kill %1                               # stop serving: icicle/ is empty again
 
-    $THAW serve $ARCHIVE $DIR &     # serve it; ls/cat/cp as you like
-    $THAW status $DIR
-    $THAW hydrate $DIR               # fill everything
-    $THAW verify $DIR                # compare what is hydrated with the archive
-    kill %1                          # stop serving: $DIR is empty again
-
-    Remove it all with: umount -R $WORK/mnt 2>/dev/null; rm -rf $WORK
+    The stubs live in $BASE/.icicle.thaw/.
+    Remove it all with:  umount $MNT 2>/dev/null; rm -rf $WORK
 EOF
 fi
 step "${GREEN}Demo finished${RESET}"

@@ -58,7 +58,7 @@ static void show_calculator(void)
 
 static void show_mandelbrot(void)
 {
-    MandelView v = {.cx = -0.6, .cy = 0.0, .width = 3.0, .cols = 64, .rows = 18, .max_iter = 60};
+    MandelView v = {.cx = -0.6, .cy = 0.04, .width = 3.0, .cols = 64, .rows = 18, .max_iter = 60};
     StrBuf sb;
     sb_init(&sb);
     long inside = mandel_render(&v, &sb);
