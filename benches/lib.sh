@@ -11,16 +11,29 @@ die() {
     exit 1
 }
 
+# Every step runs under a time limit, so that a hung reader (a stub whose
+# event is never answered) stops the suite instead of stalling it:
+# $STEP_TIMEOUT seconds, or $LIMIT when the caller sets it for one call.
+STEP_TIMEOUT=${THAW_BENCH_STEP_TIMEOUT:-1800}
+
+limit_died() {
+    local rc=$1 name=$2 lf=$3
+    shift 3
+    tail -n 30 "$lf" >&2
+    if [[ $rc == 124 || $rc == 137 ]]; then
+        die "step '$name' did not finish within ${LIMIT:-$STEP_TIMEOUT} s (hung?): $* (full log: $lf)"
+    fi
+    die "step '$name' exited $rc: $* (full log: $lf)"
+}
+
 # Runs a step whose output matters only when it fails: output goes to
 # $LOGS/NAME.log; on failure its tail is shown and the suite stops.
 step() {
-    local name=$1
+    local name=$1 rc=0
     shift
     local lf="$LOGS/$name.log"
-    if ! "$@" >"$lf" 2>&1; then
-        tail -n 30 "$lf" >&2
-        die "step '$name' failed: $* (full log: $lf)"
-    fi
+    timeout -k 30 "${LIMIT:-$STEP_TIMEOUT}" "$@" >"$lf" 2>&1 || rc=$?
+    [[ $rc == 0 ]] || limit_died $rc "$name" "$lf" "$@"
 }
 
 drop_caches() {
@@ -47,12 +60,9 @@ timed() {
     local lf="$LOGS/$name.log" tf="$LOGS/$name.time"
     local t0 t1 rc=0
     t0=$(now)
-    /usr/bin/time -f '%U %S %M' -o "$tf" "$@" >"$lf" 2>&1 || rc=$?
+    timeout -k 30 "${LIMIT:-$STEP_TIMEOUT}" /usr/bin/time -f '%U %S %M' -o "$tf" "$@" >"$lf" 2>&1 || rc=$?
     t1=$(now)
-    if [[ $rc -ne 0 ]]; then
-        tail -n 30 "$lf" >&2
-        die "timed step '$name' exited $rc: $* (full log: $lf)"
-    fi
+    [[ $rc == 0 ]] || limit_died $rc "$name" "$lf" "$@"
     read -r T_USER T_SYS T_RSS_KB < <(tail -n 1 "$tf")
     T_WALL=$(calc "$t1 - $t0")
     [[ -n $T_USER && -n $T_SYS && -n $T_RSS_KB ]] || die "no timing for '$name' in $tf"

@@ -24,7 +24,9 @@ usage: benches/run.sh [--quick] [--defconfig] [--only NAME[,NAME...]] [--reps N]
 
 Environment: THAW_BIN=path uses that thaw binary instead of building one;
 CARGO_TARGET_DIR is honoured for the release build; THAW_BENCH_WORK moves
-the work directory (default benches/work, must be ext4/xfs/btrfs).
+the work directory (default benches/work, must be ext4/xfs/btrfs);
+THAW_BENCH_STEP_TIMEOUT (seconds, default 1800) stops the suite when a step
+hangs (the defconfig build gets 8 hours).
 EOF
 }
 

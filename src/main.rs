@@ -230,6 +230,8 @@ fn mode_string(kind: EntryKind, mode: u32) -> String {
 }
 
 fn main() {
+    // Die quietly on a closed pipe (`thaw ls A | head`), like other Unix tools.
+    thaw::sys::process::default_sigpipe();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => std::process::exit(code),
@@ -382,11 +384,12 @@ fn run(cli: Cli) -> Result<i32> {
                 println!("untouched stub: {e}");
             }
             println!(
-                "{}: {} files checked, {} compared with the archive, {} untouched stubs, {} problem(s)",
+                "{}: {} files checked, {} compared with the archive, {} untouched stubs, {} added files skipped, {} problem(s)",
                 target.display(),
                 r.files_checked,
                 human(r.bytes_compared),
                 r.empty_stubs.len(),
+                r.files_added,
                 r.problems.len()
             );
             return Ok(if r.problems.is_empty() { 0 } else { 1 });
@@ -454,9 +457,12 @@ fn run(cli: Cli) -> Result<i32> {
                 println!("dir            {} ({})", s.dir.display(), if s.served { "served" } else { "not served: empty until `thaw serve`" });
                 println!("archive        {} ({})", s.archive.display(), s.id);
                 println!("files          {} complete, {} partial, {} untouched (of {})", s.files_complete, s.files_partial, s.files_untouched, s.files_total);
+                if s.files_added > 0 {
+                    println!("added          {} files not from the archive (not counted above)", s.files_added);
+                }
                 println!("hydrated       {} of {} ({:.2}%)", human(s.bytes_hydrated), human(s.bytes_total), pct(s.bytes_hydrated, s.bytes_total));
                 println!("disk used      {}", human(s.disk_bytes));
-                println!("events served  {} (frames decoded {})", s.events_served, s.frames_decoded);
+                println!("last serve     {} events, {} frames decoded", s.events_served, s.frames_decoded);
             }
         }
         Cmd::Hydrate { dir, paths } => {
@@ -510,7 +516,7 @@ fn run_command(archive: &Path, dir: &Path, opts: ServeOptions, command: &[std::f
     };
     thaw::sys::process::kill_with_parent(&mut cmd);
     let mut child = cmd.spawn().with_context(|| format!("cannot run {:?}", command[0]))?;
-    let mut forwarded = false;
+    let mut forwarded: Option<std::time::Instant> = None;
     let status = loop {
         if let Some(st) = child.try_wait()? {
             break Some(st);
@@ -521,9 +527,22 @@ fn run_command(archive: &Path, dir: &Path, opts: ServeOptions, command: &[std::f
             let _ = child.wait();
             break None;
         }
-        if interrupted.load(Ordering::Relaxed) && !forwarded {
-            let _ = rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::TERM);
-            forwarded = true;
+        if interrupted.load(Ordering::Relaxed) {
+            match forwarded {
+                None => {
+                    // To the command (the namespace's first process) and to unshare.
+                    for pid in command_pids(&child) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                    }
+                    forwarded = Some(std::time::Instant::now());
+                }
+                Some(t) if t.elapsed() > std::time::Duration::from_secs(10) => {
+                    eprintln!("thaw: the command ignored SIGTERM for 10 s; killing it");
+                    let _ = child.kill(); // unshare --kill-child takes the namespace with it
+                    forwarded = Some(std::time::Instant::now());
+                }
+                Some(_) => {}
+            }
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
@@ -541,6 +560,16 @@ fn run_command(archive: &Path, dir: &Path, opts: ServeOptions, command: &[std::f
     );
     use std::os::unix::process::ExitStatusExt;
     Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// The child and, when it is `unshare`, the command it forked.
+fn command_pids(child: &std::process::Child) -> Vec<rustix::process::Pid> {
+    let pid = child.id();
+    let mut out: Vec<_> = rustix::process::Pid::from_raw(pid as i32).into_iter().collect();
+    if let Ok(kids) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        out.extend(kids.split_whitespace().filter_map(|k| k.parse().ok()).filter_map(rustix::process::Pid::from_raw));
+    }
+    out
 }
 
 fn entry_json(e: &archive::Entry) -> serde_json::Value {

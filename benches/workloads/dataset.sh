@@ -57,7 +57,8 @@ ratarmount_job() {
         sleep 0.05
     done
     mountpoint -q "$mnt" || die "ratarmount did not mount $mnt within 60 s"
-    "$PY" "$BENCH/helpers/readjob.py" "$mnt" "$list" >"$job_out" || die "the job failed on the ratarmount mount"
+    timeout -k 10 "$STEP_TIMEOUT" "$PY" "$BENCH/helpers/readjob.py" "$mnt" "$list" >"$job_out" ||
+        die "the job failed (or hung) on the ratarmount mount"
     now >"$done_out"
     tree_hwm_kib $pid >"$rss_out"
     fusermount3 -u "$mnt" || die "cannot unmount $mnt"
@@ -70,14 +71,20 @@ ratarmount_job() {
 # into RSS_OUT from outside (`thaw run` runs commands in a PID namespace,
 # so they cannot see it), then thaw stops.
 thaw_job() {
-    local dir=$1 list=$2 job_out=$3 done_out=$4 rss_out=$5 name=$6 go pid
+    local dir=$1 list=$2 job_out=$3 done_out=$4 rss_out=$5 name=$6 go pid deadline
     go=$(mktemp -u "$WORK/go.XXXXXX")
     rm -f "$done_out"
     "$THAW" run "$DS_ARCHIVE" "$dir" -- bash -c "'$PY' '$BENCH/helpers/readjob.py' '$dir' '$list' > '$job_out' &&
         printf '%s' \"\$EPOCHREALTIME\" > '$done_out.tmp' && mv '$done_out.tmp' '$done_out' &&
         while [ ! -e '$go' ]; do sleep 0.02; done" >"$LOGS/$name.log" 2>&1 &
     pid=$!
+    deadline=$((SECONDS + STEP_TIMEOUT))
     while [[ ! -s $done_out ]]; do
+        if ((SECONDS > deadline)); then
+            kill $pid 2>/dev/null || true
+            wait $pid || true
+            die "the dataset job under thaw did not finish within $STEP_TIMEOUT s (hung?); see $LOGS/$name.log"
+        fi
         if ! kill -0 $pid 2>/dev/null; then
             wait $pid || true
             tail -n 20 "$LOGS/$name.log" >&2

@@ -30,7 +30,8 @@ kernel_build_cmd() {
 
 wl_kernel() {
     kernel_archive
-    local wl=kernel W=$WORK/kernel rep v inner_wall inner_user inner_sys ready
+    local wl=kernel W=$WORK/kernel rep v inner_wall inner_user inner_sys ready limit=$STEP_TIMEOUT
+    if ((DEFCONFIG)); then limit=$((8 * 3600)); fi
     mkdir -p "$W"
     for ((rep = 1; rep <= REPS; rep++)); do
         for v in $(order $rep base thaw); do
@@ -45,11 +46,11 @@ wl_kernel() {
                 mkdir "$dir"
                 timed "kernel-ready-base-$rep" tar -I zstd -xf "$KARCHIVE" -C "$dir"
                 ready=$T_WALL
-                timed "kernel-build-base-$rep" bash -c "$(kernel_build_cmd "$dir" "$result" "$tf")"
+                LIMIT=$limit timed "kernel-build-base-$rep" bash -c "$(kernel_build_cmd "$dir" "$result" "$tf")"
             else
                 timed "kernel-ready-thaw-$rep" "$THAW" populate "$KARCHIVE" "$dir"
                 ready=$T_WALL
-                timed "kernel-build-thaw-$rep" "$THAW" run "$KARCHIVE" "$dir" -- \
+                LIMIT=$limit timed "kernel-build-thaw-$rep" "$THAW" run "$KARCHIVE" "$dir" -- \
                     bash -c "$(kernel_build_cmd "$dir" "$result" "$tf")"
             fi
             # Outer: everything the side spent (for thaw: serve start, the

@@ -26,6 +26,8 @@ pub struct Status {
     pub files_complete: u64,
     pub files_partial: u64,
     pub files_untouched: u64,
+    /// Files in the tree that did not come from the archive (build outputs...).
+    pub files_added: u64,
     pub bytes_total: u64,
     pub bytes_hydrated: u64,
     pub disk_bytes: u64,
@@ -40,6 +42,8 @@ struct TreeFile {
     path: PathBuf,
     size: u64,
     blocks: u64,
+    /// Set on stubs that are not complete yet.
+    marker: Option<Marker>,
 }
 
 /// Every regular file under the stage's tree, each inode once.
@@ -62,33 +66,40 @@ fn tree_files(stage: &Stage) -> Result<Vec<TreeFile>, Error> {
             if meta.is_dir() {
                 stack.push((path, r));
             } else if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
-                out.push(TreeFile { rel: r, path, size: meta.len(), blocks: meta.blocks() });
+                let mut buf = [0u8; 128];
+                let marker = rustix::fs::lgetxattr(&path, MARKER_XATTR, &mut buf).ok().and_then(|n| Marker::parse(&buf[..n]));
+                out.push(TreeFile { rel: r, path, size: meta.len(), blocks: meta.blocks(), marker });
             }
         }
     }
     Ok(out)
 }
 
-fn marker_of(f: &File) -> Option<(String, usize)> {
-    let mut buf = [0u8; 128];
-    let n = rustix::fs::fgetxattr(f.as_fd(), MARKER_XATTR, &mut buf).ok()?;
-    Marker::parse(&buf[..n]).map(|m| (m.id, m.entry))
+/// True if `f` is a complete file that came from the archive (not one a user added).
+fn from_archive(archive: Option<&Archive>, f: &TreeFile) -> bool {
+    f.marker.is_some() || archive.is_none_or(|a| a.lookup(&f.rel).is_some_and(|e| matches!(e.kind, EntryKind::File | EntryKind::Hardlink)))
 }
 
 pub fn status(dir: &Path) -> Result<Status, Error> {
     let stage = Stage::new(dir);
     let info = stage.info()?;
+    // The index tells archive files from files users added; without it, all count.
+    let archive = Archive::open(&info.archive).ok();
     let mut s = Status { dir: dir.to_path_buf(), archive: info.archive, id: info.id, served: stage.is_served(), ..Default::default() };
     for f in tree_files(&stage)? {
+        s.disk_bytes += f.blocks * 512;
+        if !from_archive(archive.as_ref(), &f) {
+            s.files_added += 1;
+            continue;
+        }
         s.files_total += 1;
         s.bytes_total += f.size;
-        s.disk_bytes += f.blocks * 512;
-        let file = File::open(&f.path).map_err(|e| Error::io(f.path.display(), e))?;
-        if marker_of(&file).is_none() {
+        if f.marker.is_none() {
             s.files_complete += 1;
             s.bytes_hydrated += f.size;
             continue;
         }
+        let file = File::open(&f.path).map_err(|e| Error::io(f.path.display(), e))?;
         let present: u64 = data_extents(file.as_fd(), f.size).map_err(|e| Error::io(f.path.display(), e))?.iter().map(|(a, b)| b - a).sum();
         s.bytes_hydrated += present;
         if present > 0 {
@@ -118,6 +129,7 @@ pub fn hydrate(dir: &Path, archive: Option<Arc<Archive>>, paths: &[PathBuf], pro
     };
     let files: Vec<TreeFile> = tree_files(&stage)?
         .into_iter()
+        .filter(|f| f.marker.is_some())
         .filter(|f| wanted.as_ref().is_none_or(|w| w.contains(&f.rel) || w.iter().any(|p| f.rel.starts_with(p) && f.rel.get(p.len()) == Some(&b'/'))))
         .collect();
     if stage.is_served() {
@@ -157,6 +169,8 @@ pub fn hydrate(dir: &Path, archive: Option<Arc<Archive>>, paths: &[PathBuf], pro
 #[derive(Debug, Default)]
 pub struct TreeVerify {
     pub files_checked: u64,
+    /// Files users added to the tree (not compared).
+    pub files_added: u64,
     pub bytes_compared: u64,
     pub empty_stubs: Vec<String>,
     pub problems: Vec<String>,
@@ -172,8 +186,10 @@ pub fn verify_tree(dir: &Path, archive: Option<Arc<Archive>>) -> Result<TreeVeri
     };
     stage.check_archive(&archive)?;
     let files = tree_files(&stage)?;
-    let results: Vec<Result<Checked, Error>> = files.par_iter().map(|f| check_file(&archive, f)).collect();
     let mut out = TreeVerify::default();
+    let (files, added): (Vec<TreeFile>, Vec<TreeFile>) = files.into_iter().partition(|f| from_archive(Some(&archive), f));
+    out.files_added = added.len() as u64;
+    let results: Vec<Result<Checked, Error>> = files.par_iter().map(|f| check_file(&archive, f)).collect();
     for r in results {
         out.files_checked += 1;
         match r? {
@@ -200,9 +216,9 @@ enum Checked {
 fn check_file(archive: &Archive, f: &TreeFile) -> Result<Checked, Error> {
     let shown = String::from_utf8_lossy(&f.rel).into_owned();
     let file = File::open(&f.path).map_err(|e| Error::io(f.path.display(), e))?;
-    let (entry, ranges) = match marker_of(&file) {
+    let (entry, ranges) = match f.marker.as_ref().map(|m| (&m.id, m.entry)) {
         Some((id, i)) => {
-            if id != archive.id_hex() {
+            if *id != archive.id_hex() {
                 return Ok(Checked::Problem(0, format!("{shown}: stub of another archive ({id})")));
             }
             let Some(e) = archive.index().get(i) else {

@@ -17,3 +17,14 @@ pub fn kill_with_parent(cmd: &mut Command) -> &mut Command {
         })
     }
 }
+
+/// Restores the default SIGPIPE action (Rust starts programs with it
+/// ignored), so writing to a closed pipe ends the program quietly instead of
+/// failing every `println!`.
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler
+    // and touches no memory of ours.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
