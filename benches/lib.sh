@@ -45,8 +45,8 @@ drop_caches() {
 # stubs count only their hydrated blocks).
 disk_bytes() { du -s --block-size=1 -- "$1" | cut -f1; }
 
-# Float arithmetic: calc 'a / b' (awk, 6 decimals).
-calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
+# Float arithmetic: calc 'a / b' (awk, 9 decimals: µs figures keep 3 digits).
+calc() { awk "BEGIN { printf \"%.9f\", $1 }"; }
 
 now() { printf '%s' "$EPOCHREALTIME"; }
 

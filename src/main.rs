@@ -478,7 +478,9 @@ fn run(cli: Cli) -> Result<i32> {
 
 /// `thaw run`: serve in this process, run the command in its own PID
 /// namespace (when possible) killed with us, then stop serving.
-fn run_command(archive: &Path, dir: &Path, opts: ServeOptions, command: &[std::ffi::OsString]) -> Result<i32> {
+fn run_command(archive: &Path, dir: &Path, mut opts: ServeOptions, command: &[std::ffi::OsString]) -> Result<i32> {
+    // The command's namespace is gone when serving stops: no reader is left to drain.
+    opts.drain = std::time::Duration::ZERO;
     let a = Arc::new(open(archive)?);
     let stage = thaw::tree::stage::Stage::new(dir);
     if !stage.exists() {
@@ -544,7 +546,7 @@ fn run_command(archive: &Path, dir: &Path, opts: ServeOptions, command: &[std::f
                 Some(_) => {}
             }
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(5));
     };
     stop.store(true, Ordering::Relaxed);
     let served = daemon.join().map_err(|_| anyhow::anyhow!("daemon panicked"))?;

@@ -66,6 +66,9 @@ pub struct ServeOptions {
     pub cache_bytes: usize,
     /// Print one line per event to stderr.
     pub verbose: bool,
+    /// After DIR is detached at shutdown, keep answering readers that still
+    /// hold stubs open until they have been quiet this long.
+    pub drain: Duration,
 }
 
 impl Default for ServeOptions {
@@ -78,6 +81,7 @@ impl Default for ServeOptions {
             guard_exe: None,
             cache_bytes: crate::archive::reader::DEFAULT_CACHE_BYTES,
             verbose: false,
+            drain: Duration::from_millis(300),
         }
     }
 }
@@ -356,7 +360,7 @@ pub fn serve(archive: Arc<Archive>, dir: &Path, opts: ServeOptions, stop: &Atomi
     let mut last_save = Instant::now();
     let result = (|| -> Result<(), Error> {
         while !stop.load(Ordering::Relaxed) {
-            if ctx.fan.wait_readable(Some(Duration::from_millis(200))).map_err(|e| Error::io("fanotify", e))? {
+            if ctx.fan.wait_readable(Some(Duration::from_millis(50))).map_err(|e| Error::io("fanotify", e))? {
                 dispatch(&ctx, &mut buf)?;
             }
             if last_save.elapsed() > Duration::from_secs(1) {
@@ -374,8 +378,9 @@ pub fn serve(archive: Arc<Archive>, dir: &Path, opts: ServeOptions, stop: &Atomi
         }
     }
     let mut quiet_since = Instant::now();
-    while quiet_since.elapsed() < Duration::from_millis(300) || ctx.inflight.load(Ordering::SeqCst) > 0 {
-        match ctx.fan.wait_readable(Some(Duration::from_millis(50))) {
+    let drain = ctx.opts.drain;
+    while quiet_since.elapsed() < drain || ctx.inflight.load(Ordering::SeqCst) > 0 {
+        match ctx.fan.wait_readable(Some(Duration::from_millis(20))) {
             Ok(true) => {
                 if dispatch(&ctx, &mut buf).is_err() {
                     break;
@@ -387,7 +392,7 @@ pub fn serve(archive: Arc<Archive>, dir: &Path, opts: ServeOptions, stop: &Atomi
         }
     }
     while ctx.inflight.load(Ordering::SeqCst) > 0 {
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(1));
     }
     let stats = ctx.stats(started, false);
     // Nothing is queued any more: end the worker threads (they hold `ctx`).
