@@ -196,7 +196,13 @@ fn bar(what: &str) -> ProgressBar {
     pb
 }
 
-fn open(path: &Path) -> Result<Archive> {
+/// Opens an archive for the rest of the process: it is never freed, since
+/// dropping a large index entry by entry only slows the exit.
+fn open(path: &Path) -> Result<&'static Archive> {
+    open_shared(path).map(|a| &*Box::leak(Box::new(a)))
+}
+
+fn open_shared(path: &Path) -> Result<Archive> {
     Archive::open(path).with_context(|| format!("cannot open {}", path.display()))
 }
 
@@ -428,7 +434,7 @@ fn run(cli: Cli) -> Result<i32> {
             );
         }
         Cmd::Serve { archive, dir, opts } => {
-            let a = Arc::new(open(&archive)?);
+            let a = Arc::new(open_shared(&archive)?);
             let stop = Arc::new(AtomicBool::new(false));
             for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(sig, stop.clone())?;
@@ -481,7 +487,7 @@ fn run(cli: Cli) -> Result<i32> {
 fn run_command(archive: &Path, dir: &Path, mut opts: ServeOptions, command: &[std::ffi::OsString]) -> Result<i32> {
     // The command's namespace is gone when serving stops: no reader is left to drain.
     opts.drain = std::time::Duration::ZERO;
-    let a = Arc::new(open(archive)?);
+    let a = Arc::new(open_shared(archive)?);
     let stage = thaw::tree::stage::Stage::new(dir);
     if !stage.exists() {
         let s = thaw::tree::populate::populate(&a, archive, dir, threads(None))
