@@ -192,7 +192,9 @@ impl ArchiveWriter {
         let size = if entry.kind == EntryKind::File { entry.size } else { 0 };
         let padded = size.div_ceil(512) * 512;
         let f = self.opts.frame_size as u64;
-        if size >= f {
+        if header.len() as u64 + padded > f {
+            // Does not fit one frame with its header: its data starts a frame,
+            // so every cut inside it falls on a multiple of the frame size.
             self.push(&header);
             self.cut();
         } else if self.cur.len() as u64 + header.len() as u64 + padded > f {
@@ -392,6 +394,40 @@ fn format_pax_time(sec: i64, nsec: u32) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::archive::Archive;
+
+    /// Files just under, at and over one frame (with their header) must have
+    /// every frame boundary inside them on a multiple of the frame size.
+    #[test]
+    fn frame_cuts_inside_a_file_are_aligned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.tar.zst");
+        let f = 64 * 1024;
+        let opts = WriterOptions { level: 1, frame_size: f, threads: 2 };
+        let mut w = ArchiveWriter::new(std::fs::File::create(&path).unwrap(), opts).unwrap();
+        let sizes = [100, f - 1024, f - 600, f - 512, f - 1, f, f + 1, 3 * f - 700, 3 * f + 5, 10];
+        for (i, &n) in sizes.iter().enumerate() {
+            let mut e = Entry::new(format!("f{i}").into_bytes(), EntryKind::File);
+            e.size = n as u64;
+            let data = vec![i as u8; n];
+            w.append(e, Some(&mut &data[..])).unwrap();
+        }
+        w.finish().unwrap();
+        let a = Archive::open(&path).unwrap();
+        let t = a.seek_table();
+        for e in a.entries() {
+            let frames = a.frames_for(e, 0, e.size);
+            for i in frames.start + 1..frames.end {
+                let at = t.stream_offset(i) - e.data_offset;
+                assert_eq!(at % f as u64, 0, "{}: frame {i} starts {at} bytes into the file", e.path_lossy());
+            }
+            let mut buf = vec![0u8; e.size as usize];
+            a.read_at(e, 0, &mut buf).unwrap();
+            assert!(buf.iter().all(|&b| b == buf[0]));
+        }
+    }
+
     #[test]
     fn pax_time() {
         assert_eq!(super::format_pax_time(5, 1), "5.000000001");

@@ -323,6 +323,12 @@ pub fn serve(archive: Arc<Archive>, dir: &Path, opts: ServeOptions, stop: &Atomi
     if stage.is_served() {
         return Err(Error::Setup(format!("{shown}: already mounted over by a stub tree (a dead daemon's guard should have removed it; `umount {shown}`)")));
     }
+    // Everything that can fail happens before DIR is mounted over.
+    let workers = Workers::new(opts.workers).map_err(|e| Error::Setup(format!("worker threads: {e}")))?;
+    let mut archive = archive;
+    if let Some(a) = Arc::get_mut(&mut archive) {
+        a.set_cache_budget(opts.cache_bytes);
+    }
     let fan = Fanotify::new_pre_content().map_err(|e| Error::Setup(format!("fanotify_init: {e} (needs root and a kernel with fanotify pre-content events, 6.14+)")))?;
     let tree = stage.tree();
     let clone = rmount::open_tree(rfs::CWD, &tree, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC)
@@ -338,11 +344,6 @@ pub fn serve(archive: Arc<Archive>, dir: &Path, opts: ServeOptions, stop: &Atomi
         (Some(exe), Some(id)) => spawn_guard(exe, dir, id),
         _ => None,
     };
-    let workers = Workers::new(opts.workers).map_err(|e| Error::Setup(format!("worker threads: {e}")))?;
-    let mut archive = archive;
-    if let Some(a) = Arc::get_mut(&mut archive) {
-        a.set_cache_budget(opts.cache_bytes);
-    }
     let ctx = Arc::new(Ctx {
         fan,
         workers,

@@ -49,6 +49,10 @@ pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usi
     if stage.is_served() {
         return Err(Error::Refused { path: dir.display().to_string(), why: "is being served".into() });
     }
+    // The served tree is mounted over DIR: files already in it would vanish from view.
+    if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(Error::Refused { path: dir.display().to_string(), why: "is not empty (the stub tree is mounted over it while served)".into() });
+    }
     std::fs::create_dir_all(stage.root()).map_err(|e| Error::at(stage.root().as_os_str().as_encoded_bytes(), e))?;
     std::fs::create_dir_all(dir).map_err(|e| Error::at(dir.as_os_str().as_encoded_bytes(), e))?;
     {

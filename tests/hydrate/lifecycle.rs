@@ -210,3 +210,16 @@ fn run_kills_the_command_when_thaw_dies() {
     wait_for("the command to be killed with thaw", || !sleeping());
     wait_for("the guard to unmount DIR", || !is_mount_point(&s.dir));
 }
+
+#[test]
+fn populate_refuses_a_dir_that_has_files_or_was_populated() {
+    let s = Setup::new("nonempty", "64K", many_files);
+    // Already populated.
+    thaw([OsStr::new("populate"), s.archive.as_os_str(), s.dir.as_os_str()]).fails_with(&["already populated"]);
+    // A directory with files of its own would have them hidden by the mount.
+    let other = s.scratch.join("other");
+    fs::create_dir(&other).unwrap();
+    fs::write(other.join("precious"), b"mine").unwrap();
+    thaw([OsStr::new("populate"), s.archive.as_os_str(), other.as_os_str()]).fails_with(&["not empty"]);
+    assert_eq!(fs::read(other.join("precious")).unwrap(), b"mine");
+}
