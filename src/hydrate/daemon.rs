@@ -161,6 +161,13 @@ struct Ctx {
 
 const WATCH: Mask = Mask::PRE_ACCESS.union(Mask::OPEN_PERM);
 
+/// What the event thread did with an event.
+enum Inline {
+    Answered,
+    /// Needs decoding, writing or logging: for a worker.
+    ToWorker(Event),
+}
+
 impl Ctx {
     fn handle(self: &Arc<Self>, ev: Event) {
         let t0 = Instant::now();
@@ -187,34 +194,58 @@ impl Ctx {
         self.event_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
-    /// Answers `ev` at once if that needs no decoding or writing; otherwise
-    /// hands it back for a worker.
-    fn try_inline(self: &Arc<Self>, ev: Event) -> Option<Event> {
+    /// Answers `ev` at once if that needs no decoding or writing (a file that
+    /// is not a stub, an open by a program that is not a copier, a range
+    /// already in place); otherwise hands it back for a worker.
+    fn try_inline(self: &Arc<Self>, ev: Event) -> Inline {
         let t0 = Instant::now();
-        let (Some(fd), Some(range)) = (ev.fd(), ev.range) else { return Some(ev) };
-        if !ev.mask.contains(Mask::PRE_ACCESS) {
-            return Some(ev);
-        }
+        let Some(fd) = ev.fd() else { return Inline::ToWorker(ev) };
         let st = match self.hydrator.lookup(fd) {
             Ok(Lookup::Stub(st)) => st,
-            _ => return Some(ev), // not a stub, or an error: the worker path handles and logs it
+            Ok(Lookup::NotStub) => {
+                self.allow_not_stub(fd);
+                return self.answered_inline(&ev, t0);
+            }
+            Err(_) => return Inline::ToWorker(ev), // the worker path logs it and answers EIO
         };
-        let Some(r) = self.hydrator.ready(&st, fd, range.offset, range.end()) else { return Some(ev) };
-        if r.complete {
-            return Some(ev); // finishing the file writes an xattr: worker
+        if ev.mask.contains(Mask::OPEN_PERM) {
+            if self.opts.open_policy.hydrate_on_open(ev.pid) {
+                return Inline::ToWorker(ev);
+            }
+        } else {
+            let Some(range) = ev.range else { return Inline::ToWorker(ev) };
+            let Some(r) = self.hydrator.ready(&st, fd, range.offset, range.end()) else { return Inline::ToWorker(ev) };
+            if r.complete {
+                return Inline::ToWorker(ev); // finishing the file writes an xattr: worker
+            }
+            if let Some(k) = r.readahead_from {
+                self.spawn_readahead(st, k);
+            }
         }
-        if let Err(e) = self.fan.respond(fd, Response::Allow) {
-            eprintln!("thaw: {}: cannot answer event: {e}", fd_path(fd));
+        self.answered_inline(&ev, t0)
+    }
+
+    /// Allows a non-stub's event and stops hearing about that file.
+    fn allow_not_stub(&self, fd: std::os::fd::BorrowedFd<'_>) {
+        if rfs::fstat(fd).is_ok_and(|s| rfs::FileType::from_raw_mode(s.st_mode) == rfs::FileType::RegularFile) {
+            let _ = self.fan.ignore_inode(fd, WATCH);
         }
-        if let Some(k) = r.readahead_from {
-            self.spawn_readahead(st, k);
+    }
+
+    /// Sends Allow for an event handled on the event thread.
+    fn answered_inline(&self, ev: &Event, t0: Instant) -> Inline {
+        let fd = ev.fd().expect("events handled inline carry an fd");
+        if ev.needs_response() {
+            if let Err(e) = self.fan.respond(fd, Response::Allow) {
+                eprintln!("thaw: {}: cannot answer event: {e}", fd_path(fd));
+            }
         }
         if self.opts.verbose {
-            eprintln!("thaw: event {:?} pid {} {:?} {} -> Allow (in place)", ev.mask, ev.pid, ev.range, fd_path(fd));
+            eprintln!("thaw: event {:?} pid {} {:?} {} -> Allow (on the event thread)", ev.mask, ev.pid, ev.range, fd_path(fd));
         }
         self.events.fetch_add(1, Ordering::Relaxed);
         self.event_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        None
+        Inline::Answered
     }
 
     fn decide(self: &Arc<Self>, ev: &Event) -> Response {
@@ -222,9 +253,7 @@ impl Ctx {
         let st = match self.hydrator.lookup(fd) {
             Ok(Lookup::NotStub) => {
                 // Complete or user-made file: stop hearing about it.
-                if rfs::fstat(fd).is_ok_and(|s| rfs::FileType::from_raw_mode(s.st_mode) == rfs::FileType::RegularFile) {
-                    let _ = self.fan.ignore_inode(fd, WATCH);
-                }
+                self.allow_not_stub(fd);
                 return Response::Allow;
             }
             Ok(Lookup::Stub(st)) => st,
@@ -413,7 +442,7 @@ fn dispatch(ctx: &Arc<Ctx>, buf: &mut [u8]) -> Result<(), Error> {
     let events = ctx.fan.read_events(buf).map_err(|e| Error::io("fanotify", e))?;
     for ev in events {
         // Ranges already in place are answered right here: no thread handoff.
-        let Some(ev) = ctx.try_inline(ev) else { continue };
+        let Inline::ToWorker(ev) = ctx.try_inline(ev) else { continue };
         ctx.inflight.fetch_add(1, Ordering::SeqCst);
         let c = ctx.clone();
         ctx.workers.spawn(move || {
