@@ -331,7 +331,7 @@ fn run(cli: Cli) -> Result<i32> {
             let a = open(&archive)?;
             let pb = bar("extracting");
             pb.set_length(a.entries().iter().map(|e| e.size).sum());
-            let s = thaw::tree::extract::extract(&a, &dir, threads(t), &|n| pb.inc(n))
+            let s = thaw::tree::extract::extract(a, &dir, threads(t), &|n| pb.inc(n))
                 .with_context(|| format!("cannot extract {} into {}", archive.display(), dir.display()))?;
             pb.finish_and_clear();
             for w in &s.warnings {
@@ -404,7 +404,7 @@ fn run(cli: Cli) -> Result<i32> {
             let a = open(&archive)?;
             let pb = bar("verifying");
             pb.set_length(a.seek_table().len() as u64);
-            let r = archive::verify::verify(&a, &|n| pb.inc(n))?;
+            let r = archive::verify::verify(a, &|n| pb.inc(n))?;
             pb.finish_and_clear();
             for p in &r.problems {
                 eprintln!("{}: {p}", archive.display());
@@ -418,7 +418,7 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Populate { archive, dir, threads: t } => {
             let a = open(&archive)?;
             let started = std::time::Instant::now();
-            let s = thaw::tree::populate::populate(&a, &archive, &dir, threads(t))
+            let s = thaw::tree::populate::populate(a, &archive, &dir, threads(t))
                 .with_context(|| format!("cannot populate {} from {}", dir.display(), archive.display()))?;
             for w in &s.warnings {
                 eprintln!("thaw: warning: {w}");

@@ -152,6 +152,9 @@ impl Server {
                     let ino = file.metadata().expect("fstat event fd").ino();
                     let response =
                         handler(&group, &event, &file).unwrap_or(Response::DenyErrno(libc::EIO));
+                    // Hold the record lock across the answer, so a reader that
+                    // resumes and asks what was seen finds this event listed.
+                    let mut seen = seen2.lock().unwrap();
                     let respond_error = match group.respond(fd, response) {
                         Ok(()) => None,
                         Err(e) => {
@@ -162,7 +165,7 @@ impl Server {
                             Some(e.raw_os_error().unwrap_or(-1))
                         }
                     };
-                    seen2.lock().unwrap().push(Seen {
+                    seen.push(Seen {
                         mask: event.mask,
                         pid: event.pid,
                         range: event.range,

@@ -178,7 +178,7 @@ impl Index {
             match e.kind {
                 EntryKind::File => {
                     let end = e.data_offset.checked_add(e.size);
-                    if end.map_or(true, |end| end > stream_len) {
+                    if end.is_none_or(|end| end > stream_len) {
                         return Err(bad(format!(
                             "data at {}+{} lies outside the {}-byte tar stream",
                             e.data_offset, e.size, stream_len

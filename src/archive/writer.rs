@@ -117,7 +117,7 @@ thread_local! {
 fn compress_frame(chunk: &[u8], level: i32) -> io::Result<(Vec<u8>, FrameEntry)> {
     COMPRESSOR.with(|cell| {
         let mut cell = cell.borrow_mut();
-        if cell.as_ref().map_or(true, |(l, _)| *l != level) {
+        if cell.as_ref().is_none_or(|(l, _)| *l != level) {
             let mut c = zstd::bulk::Compressor::new(level)?;
             c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
             c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(true))?;

@@ -161,7 +161,7 @@ pub fn long_path() -> Vec<u8> {
     let mut p = b"long".to_vec();
     for i in 0..4 {
         p.push(b'/');
-        p.extend(std::iter::repeat(b'a' + i).take(60));
+        p.extend(std::iter::repeat_n(b'a' + i, 60));
     }
     p.extend_from_slice(b"/leaf.txt");
     assert!(p.len() > 250);
@@ -223,7 +223,7 @@ pub fn every_type_tree(root: &Path, huge: bool) {
     file(b"dir-\xff\xfe/inner", b"inner\n", 0o644);
     // A long path (GNU 'L' record) and a long symlink target ('K') that start with non-UTF-8 bytes.
     let mut latin = b"\xe9t\xe9/".to_vec();
-    latin.extend(std::iter::repeat(b'x').take(120));
+    latin.extend(std::iter::repeat_n(b'x', 120));
     file(&latin, b"latin-1 long path\n", 0o644);
     std::os::unix::fs::symlink(OsStr::from_bytes(&[0xe9; 120]), p(b"links/latin-target")).unwrap();
     file(&long_name(), &data(6, 300), 0o644);

@@ -95,10 +95,6 @@ impl Served {
         child.kill().unwrap();
         child.wait().unwrap();
     }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
-    }
 }
 
 impl Drop for Served {
