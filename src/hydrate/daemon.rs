@@ -219,7 +219,7 @@ impl Ctx {
                 return Inline::ToWorker(ev); // finishing the file writes an xattr: worker
             }
             if let Some(k) = r.readahead_from {
-                self.spawn_readahead(st, k);
+                self.spawn_readahead(st, k, fd);
             }
         }
         self.answered_inline(&ev, t0)
@@ -284,7 +284,7 @@ impl Ctx {
                         Err(e) => eprintln!("thaw: {e}"),
                     }
                 } else if let Some(k) = r.readahead_from {
-                    self.spawn_readahead(st, k);
+                    self.spawn_readahead(st, k, fd);
                 }
                 Response::Allow
             }
@@ -295,19 +295,17 @@ impl Ctx {
         }
     }
 
-    fn spawn_readahead(self: &Arc<Self>, st: Arc<super::hydrator::FileState>, from: usize) {
+    fn spawn_readahead(self: &Arc<Self>, st: Arc<super::hydrator::FileState>, from: usize, fd: std::os::fd::BorrowedFd<'_>) {
         let n = self.opts.readahead;
-        if n == 0 {
+        if n == 0 || st.keep_handle(fd).is_none() {
             return;
         }
         self.inflight.fetch_add(1, Ordering::SeqCst);
         let ctx = self.clone();
         self.workers.spawn(move || {
-            ctx.hydrator.readahead(&st, from, n);
-            if st.is_complete() {
-                let fd = st.file().as_fd();
-                if let Ok(true) = ctx.hydrator.finish(&st, fd) {
-                    let _ = ctx.fan.ignore_inode(fd, WATCH);
+            if ctx.hydrator.readahead(&st, from, n) {
+                if let Some(file) = st.handle() {
+                    let _ = ctx.fan.ignore_inode(file.as_fd(), WATCH);
                 }
             }
             ctx.inflight.fetch_sub(1, Ordering::SeqCst);
@@ -351,6 +349,12 @@ pub fn serve(archive: Arc<Archive>, dir: &Path, opts: ServeOptions, stop: &Atomi
         .map_err(|_| Error::Setup(format!("{shown}: another thaw daemon is serving it")))?;
     if stage.is_served() {
         return Err(Error::Setup(format!("{shown}: already mounted over by a stub tree (a dead daemon's guard should have removed it; `umount {shown}`)")));
+    }
+    // Every event carries an fd and readahead keeps some: use all the fds we may.
+    let mut lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    if lim.current < lim.maximum {
+        lim.current = lim.maximum;
+        let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, lim);
     }
     // Everything that can fail happens before DIR is mounted over.
     let workers = Workers::new(opts.workers).map_err(|e| Error::Setup(format!("worker threads: {e}")))?;

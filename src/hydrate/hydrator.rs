@@ -27,8 +27,9 @@ pub struct FileState {
     chunks: Vec<(u64, u64)>,
     state: Mutex<FileInner>,
     cv: Condvar,
-    /// A handle for background work (readahead, prefetch), from the first event's fd.
-    file: File,
+    /// A handle for background work (readahead), duplicated from an event fd
+    /// the first time a reader looks sequential; most stubs never hold one.
+    file: std::sync::OnceLock<File>,
 }
 
 struct FileInner {
@@ -70,8 +71,20 @@ impl FileState {
         g.done == self.chunks.len()
     }
 
-    pub fn file(&self) -> &File {
-        &self.file
+    /// The background handle, if one was kept.
+    pub fn handle(&self) -> Option<&File> {
+        self.file.get()
+    }
+
+    /// The background handle, made from `fd` if there is none yet. `None`
+    /// when no fd can be had (e.g. EMFILE): then there is no readahead.
+    pub fn keep_handle(&self, fd: BorrowedFd<'_>) -> Option<&File> {
+        if self.file.get().is_none() {
+            if let Ok(dup) = fd.try_clone_to_owned() {
+                let _ = self.file.set(File::from(dup));
+            }
+        }
+        self.file.get()
     }
 
     pub fn chunk_count(&self) -> usize {
@@ -164,14 +177,13 @@ impl Hydrator {
         let limit = marker.limit.unwrap_or(u64::MAX);
         let present = present_chunks(fd, &chunks, (st.st_size as u64).min(limit)).map_err(|e| Error::io(fd_path(fd), e))?;
         let done = present.iter().filter(|&&p| p == Chunk::Done).count();
-        let file = File::from(fd.try_clone_to_owned().map_err(|e| Error::io(fd_path(fd), e))?);
         let state = Arc::new(FileState {
             key,
             entry: idx,
             chunks,
             state: Mutex::new(FileInner { chunks: present, done, last: None, writers: 0, saved_mtime: None, finished: false, limit, marker }),
             cv: Condvar::new(),
-            file,
+            file: std::sync::OnceLock::new(),
         });
         let mut files = self.files.lock().unwrap();
         let s = files.entry(key).or_insert(state).clone();
@@ -372,19 +384,21 @@ impl Hydrator {
         }
     }
 
-    /// Background readahead: hydrate up to `n` chunks from `from`, through the state's own handle.
-    pub fn readahead(&self, st: &FileState, from: usize, n: usize) {
+    /// Background readahead: hydrate up to `n` chunks from `from` through
+    /// the state's handle (see [`FileState::keep_handle`]). Returns true if
+    /// the file is complete and was finished here.
+    pub fn readahead(&self, st: &FileState, from: usize, n: usize) -> bool {
         let end_chunk = (from + n).min(st.chunks.len());
+        let Some(file) = st.handle() else { return false };
         if from >= end_chunk {
-            return;
+            return false;
         }
         let (s, _) = st.chunks[from];
         let (_, e) = st.chunks[end_chunk - 1];
-        let fd = st.file.as_fd();
-        if let Ok(r) = self.ensure(st, fd, s, e) {
-            if r.complete {
-                let _ = self.finish(st, fd);
-            }
+        let fd = file.as_fd();
+        match self.ensure(st, fd, s, e) {
+            Ok(r) if r.complete => self.finish(st, fd).unwrap_or(false),
+            _ => false,
         }
     }
 
