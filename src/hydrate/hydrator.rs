@@ -246,8 +246,19 @@ impl Hydrator {
             }
             if !mine.is_empty() {
                 if g.writers == 0 {
-                    let s = rfs::fstat(fd).map_err(|e| Error::io(fd_path(fd), e))?;
-                    g.saved_mtime = Some(Timespec { tv_sec: s.st_mtime, tv_nsec: s.st_mtime_nsec as _ });
+                    // Read under the lock with no writer active, so it is the
+                    // file's own mtime and not one a write of ours just bumped.
+                    match rfs::fstat(fd) {
+                        Ok(s) => g.saved_mtime = Some(Timespec { tv_sec: s.st_mtime, tv_nsec: s.st_mtime_nsec as _ }),
+                        Err(e) => {
+                            // Give the claimed chunks back, or their waiters would wait forever.
+                            for &k in &mine {
+                                g.chunks[k] = Chunk::Missing;
+                            }
+                            st.cv.notify_all();
+                            return Err(Error::io(fd_path(fd), e));
+                        }
+                    }
                 }
                 g.writers += 1;
             }
