@@ -200,8 +200,8 @@ impl Ctx {
     fn try_inline(self: &Arc<Self>, ev: Event) -> Inline {
         let t0 = Instant::now();
         let Some(fd) = ev.fd() else { return Inline::ToWorker(ev) };
-        let st = match self.hydrator.lookup(fd) {
-            Ok(Lookup::Stub(st)) => st,
+        let (st, size) = match self.hydrator.lookup(fd) {
+            Ok(Lookup::Stub(st, size)) => (st, size),
             Ok(Lookup::NotStub) => {
                 self.allow_not_stub(fd);
                 return self.answered_inline(&ev, t0);
@@ -214,7 +214,7 @@ impl Ctx {
             }
         } else {
             let Some(range) = ev.range else { return Inline::ToWorker(ev) };
-            let Some(r) = self.hydrator.ready(&st, fd, range.offset, range.end()) else { return Inline::ToWorker(ev) };
+            let Some(r) = self.hydrator.ready(&st, size, range.offset, range.end()) else { return Inline::ToWorker(ev) };
             if r.complete {
                 return Inline::ToWorker(ev); // finishing the file writes an xattr: worker
             }
@@ -256,7 +256,7 @@ impl Ctx {
                 self.allow_not_stub(fd);
                 return Response::Allow;
             }
-            Ok(Lookup::Stub(st)) => st,
+            Ok(Lookup::Stub(st, _)) => st,
             Err(e) => {
                 eprintln!("thaw: {e}");
                 return Response::DenyErrno(libc::EIO);

@@ -96,7 +96,8 @@ impl FileState {
 pub enum Lookup {
     /// Not a stub (a complete file, a file users made, or not a regular file).
     NotStub,
-    Stub(Arc<FileState>),
+    /// A stub, with the file's current size (from the same fstat).
+    Stub(Arc<FileState>, u64),
 }
 
 #[derive(Default, Debug)]
@@ -154,7 +155,7 @@ impl Hydrator {
         }
         let key = (st.st_dev, st.st_ino);
         if let Some(s) = self.files.lock().unwrap().get(&key) {
-            return Ok(Lookup::Stub(s.clone()));
+            return Ok(Lookup::Stub(s.clone(), st.st_size as u64));
         }
         let mut buf = [0u8; 128];
         let n = match rfs::fgetxattr(fd, MARKER_XATTR, &mut buf) {
@@ -187,13 +188,13 @@ impl Hydrator {
         });
         let mut files = self.files.lock().unwrap();
         let s = files.entry(key).or_insert(state).clone();
-        Ok(Lookup::Stub(s))
+        Ok(Lookup::Stub(s, st.st_size as u64))
     }
 
     /// The fast path: `Some` when `[start, end)` is already in place and the
     /// file was not shrunk, so the event can be answered without any work.
-    pub fn ready(&self, st: &FileState, fd: BorrowedFd<'_>, start: u64, end: u64) -> Option<Ensured> {
-        let cur_size = rfs::fstat(fd).ok()?.st_size as u64;
+    /// `cur_size` is the size [`Hydrator::lookup`] just read.
+    pub fn ready(&self, st: &FileState, cur_size: u64, start: u64, end: u64) -> Option<Ensured> {
         let mut g = st.state.lock().unwrap();
         if cur_size < g.limit && cur_size < st.chunks.last().map_or(0, |c| c.1) {
             return None; // a shrink to record: slow path
@@ -387,7 +388,7 @@ impl Hydrator {
     pub fn hydrate_all(&self, fd: BorrowedFd<'_>) -> Result<bool, Error> {
         match self.lookup(fd)? {
             Lookup::NotStub => Ok(false),
-            Lookup::Stub(st) => {
+            Lookup::Stub(st, _) => {
                 let size = self.archive.index().get(st.entry).map_or(0, |e| self.archive.index().data_entry(e).size);
                 self.ensure(&st, fd, 0, size)?;
                 self.finish(&st, fd)
