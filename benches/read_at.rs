@@ -46,13 +46,8 @@ impl Rng {
 /// (a file is picked in proportion to its size); with `budget`, only over
 /// the largest files of at most 4 MiB that add up to `budget` bytes.
 fn targets(a: &Archive, n: usize, seed: u64, budget: Option<u64>) -> Vec<Target> {
-    let mut files: Vec<(usize, u64)> = a
-        .entries()
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.kind == EntryKind::File && e.size >= READ)
-        .map(|(i, e)| (i, e.size))
-        .collect();
+    let mut files: Vec<(usize, u64)> =
+        a.entries().iter().enumerate().filter(|(_, e)| e.kind == EntryKind::File && e.size >= READ).map(|(i, e)| (i, e.size)).collect();
     if let Some(budget) = budget {
         // Large files first (few frames each), until the budget is spent.
         files.retain(|&(_, size)| size <= 4 << 20);

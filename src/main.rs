@@ -460,20 +460,33 @@ fn run(cli: Cli) -> Result<i32> {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
                 let pct = |a: u64, b: u64| if b == 0 { 100.0 } else { a as f64 * 100.0 / b as f64 };
-                println!("dir            {} ({})", s.dir.display(), if s.served { "served" } else { "not served: empty until `thaw serve`" });
+                println!(
+                    "dir            {} ({})",
+                    s.dir.display(),
+                    if s.served { "served" } else { "not served: empty until `thaw serve`" }
+                );
                 println!("archive        {} ({})", s.archive.display(), s.id);
-                println!("files          {} complete, {} partial, {} untouched (of {})", s.files_complete, s.files_partial, s.files_untouched, s.files_total);
+                println!(
+                    "files          {} complete, {} partial, {} untouched (of {})",
+                    s.files_complete, s.files_partial, s.files_untouched, s.files_total
+                );
                 if s.files_added > 0 {
                     println!("added          {} files not from the archive (not counted above)", s.files_added);
                 }
-                println!("hydrated       {} of {} ({:.2}%)", human(s.bytes_hydrated), human(s.bytes_total), pct(s.bytes_hydrated, s.bytes_total));
+                println!(
+                    "hydrated       {} of {} ({:.2}%)",
+                    human(s.bytes_hydrated),
+                    human(s.bytes_total),
+                    pct(s.bytes_hydrated, s.bytes_total)
+                );
                 println!("disk used      {}", human(s.disk_bytes));
                 println!("last serve     {} events, {} frames decoded", s.events_served, s.frames_decoded);
             }
         }
         Cmd::Hydrate { dir, paths } => {
             let pb = bar("hydrating");
-            let n = hydrate::status::hydrate(&dir, None, &paths, &|n| pb.inc(n)).with_context(|| format!("cannot hydrate {}", dir.display()))?;
+            let n = hydrate::status::hydrate(&dir, None, &paths, &|n| pb.inc(n))
+                .with_context(|| format!("cannot hydrate {}", dir.display()))?;
             pb.finish_and_clear();
             eprintln!("hydrated {n} files");
         }
@@ -506,7 +519,8 @@ fn run_command(archive: &Path, dir: &Path, mut opts: ServeOptions, command: &[st
     };
     if ready_rx.recv().is_err() {
         let err = daemon.join().map_err(|_| anyhow::anyhow!("daemon panicked"))?;
-        return Err(anyhow::anyhow!(err.err().map_or("daemon stopped".into(), |e| e.to_string()))).with_context(|| format!("cannot serve {}", dir.display()));
+        return Err(anyhow::anyhow!(err.err().map_or("daemon stopped".into(), |e| e.to_string())))
+            .with_context(|| format!("cannot serve {}", dir.display()));
     }
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -560,12 +574,7 @@ fn run_command(archive: &Path, dir: &Path, mut opts: ServeOptions, command: &[st
     let Some(status) = status else {
         bail!("the daemon stopped while the command ran; the command was killed");
     };
-    eprintln!(
-        "thaw: {} events, {} written, {} files completed",
-        stats.events,
-        human(stats.bytes_written),
-        stats.files_completed
-    );
+    eprintln!("thaw: {} events, {} written, {} files completed", stats.events, human(stats.bytes_written), stats.files_completed);
     use std::os::unix::process::ExitStatusExt;
     Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }

@@ -55,11 +55,8 @@ struct BindMount {
 
 impl BindMount {
     fn new(stage: &Path, view: &Path) -> BindMount {
-        rustix::mount::mount_bind(stage, view)
-            .unwrap_or_else(|e| panic!("mount --bind {} {}: {e}", stage.display(), view.display()));
-        BindMount {
-            view: view.to_owned(),
-        }
+        rustix::mount::mount_bind(stage, view).unwrap_or_else(|e| panic!("mount --bind {} {}: {e}", stage.display(), view.display()));
+        BindMount { view: view.to_owned() }
     }
 }
 
@@ -88,25 +85,14 @@ impl Fixture {
         fs::create_dir(&stage).unwrap();
         fs::create_dir(&view).unwrap();
         for stub in stubs {
-            File::create(stage.join(stub))
-                .unwrap()
-                .set_len(SIZE as u64)
-                .unwrap();
+            File::create(stage.join(stub)).unwrap().set_len(SIZE as u64).unwrap();
         }
-        Fixture {
-            mount: BindMount::new(&stage, &view),
-            stage,
-            view,
-            source: Arc::new(pattern(SIZE, 0x7468_6177)),
-            _dir: dir,
-        }
+        Fixture { mount: BindMount::new(&stage, &view), stage, view, source: Arc::new(pattern(SIZE, 0x7468_6177)), _dir: dir }
     }
 
     fn group(&self, mask: Mask) -> Fanotify {
         let group = Fanotify::new_pre_content().expect("fanotify_init");
-        group
-            .mark_mount(&self.mount.view, mask)
-            .expect("fanotify_mark mount");
+        group.mark_mount(&self.mount.view, mask).expect("fanotify_mark mount");
         group
     }
 }
@@ -140,18 +126,14 @@ impl Server {
         let thread = std::thread::spawn(move || {
             let mut buf = vec![0u8; 16 * 1024];
             while !stop2.load(Ordering::Relaxed) {
-                if !group
-                    .wait_readable(Some(Duration::from_millis(20)))
-                    .expect("poll")
-                {
+                if !group.wait_readable(Some(Duration::from_millis(20))).expect("poll") {
                     continue;
                 }
                 for event in group.read_events(&mut buf).expect("read events") {
                     let fd = event.fd().expect("permission event without fd");
                     let file = File::from(fd.try_clone_to_owned().expect("dup event fd"));
                     let ino = file.metadata().expect("fstat event fd").ino();
-                    let response =
-                        handler(&group, &event, &file).unwrap_or(Response::DenyErrno(libc::EIO));
+                    let response = handler(&group, &event, &file).unwrap_or(Response::DenyErrno(libc::EIO));
                     // Hold the record lock across the answer, so a reader that
                     // resumes and asks what was seen finds this event listed.
                     let mut seen = seen2.lock().unwrap();
@@ -159,27 +141,15 @@ impl Server {
                         Ok(()) => None,
                         Err(e) => {
                             // Never leave a reader blocked.
-                            group
-                                .respond(fd, Response::DenyErrno(libc::EIO))
-                                .expect("fallback respond");
+                            group.respond(fd, Response::DenyErrno(libc::EIO)).expect("fallback respond");
                             Some(e.raw_os_error().unwrap_or(-1))
                         }
                     };
-                    seen.push(Seen {
-                        mask: event.mask,
-                        pid: event.pid,
-                        range: event.range,
-                        ino,
-                        respond_error,
-                    });
+                    seen.push(Seen { mask: event.mask, pid: event.pid, range: event.range, ino, respond_error });
                 }
             }
         });
-        Server {
-            stop,
-            seen,
-            thread: Some(thread),
-        }
+        Server { stop, seen, thread: Some(thread) }
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -214,9 +184,7 @@ fn hydrate(file: &File, source: &[u8], range: Range) -> io::Result<()> {
 
 fn hydrate_range(source: Arc<Vec<u8>>) -> Handler {
     Box::new(move |_, event, file| {
-        let range = event
-            .range
-            .expect("PRE_ACCESS event without a range record");
+        let range = event.range.expect("PRE_ACCESS event without a range record");
         hydrate(file, &source, range)?;
         Ok(Response::Allow)
     })
@@ -228,10 +196,7 @@ fn ino(path: &Path) -> u64 {
 
 fn assert_same(got: &[u8], want: &[u8], what: &str) {
     if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!(
-            "{what}: first difference at byte {i} (got {:#04x}, want {:#04x})",
-            got[i], want[i]
-        );
+        panic!("{what}: first difference at byte {i} (got {:#04x}, want {:#04x})", got[i], want[i]);
     }
     assert_eq!(got.len(), want.len(), "{what}: length");
 }
@@ -257,48 +222,29 @@ fn pread_and_mmap_through_the_view_are_hydrated() {
         let mut buf = vec![0u8; len];
         stub.read_exact_at(&mut buf, offset).unwrap();
         let at = offset as usize;
-        assert_same(
-            &buf,
-            &fx.source[at..at + len],
-            &format!("pread({offset}, {len})"),
-        );
+        assert_same(&buf, &fx.source[at..at + len], &format!("pread({offset}, {len})"));
         read.push((offset, len as u64));
     }
-    assert_eq!(
-        stub.read_at(&mut [0u8; 16], SIZE as u64).unwrap(),
-        0,
-        "read at EOF"
-    );
+    assert_eq!(stub.read_at(&mut [0u8; 16], SIZE as u64).unwrap(), 0, "read at EOF");
 
     let seen = server.seen();
     let pread_ino = ino(&fx.stage.join("pread.bin"));
     // One event per read, cached or not, including the read at EOF, whose
     // range lies wholly past the end: servers must clamp.
     assert_eq!(seen.len(), 201, "expected one event per pread");
-    assert_eq!(
-        seen.last().unwrap().range,
-        Some(Range {
-            offset: SIZE as u64,
-            count: PAGE
-        })
-    );
+    assert_eq!(seen.last().unwrap().range, Some(Range { offset: SIZE as u64, count: PAGE }));
     for s in &seen {
         assert_eq!(s.mask, Mask::PRE_ACCESS);
         assert_eq!(s.pid, i32::try_from(std::process::id()).unwrap());
         assert_eq!(s.ino, pread_ino);
         assert_eq!(s.respond_error, None);
         let r = s.range.unwrap();
-        assert!(
-            r.count > 0 && r.offset % PAGE == 0,
-            "range not page aligned: {r:?}"
-        );
+        assert!(r.count > 0 && r.offset % PAGE == 0, "range not page aligned: {r:?}");
     }
     // Every byte read was covered by some event.
     for (offset, len) in read {
         assert!(
-            seen.iter()
-                .filter_map(|s| s.range)
-                .any(|r| r.offset <= offset && offset + len <= r.end()),
+            seen.iter().filter_map(|s| s.range).any(|r| r.offset <= offset && offset + len <= r.end()),
             "no event covered pread({offset}, {len})"
         );
     }
@@ -307,17 +253,9 @@ fn pread_and_mmap_through_the_view_are_hydrated() {
     let staged = fs::read(fx.stage.join("pread.bin")).unwrap();
     for r in seen.iter().filter_map(|s| s.range) {
         let (start, end) = (r.offset as usize, (r.end() as usize).min(SIZE));
-        assert_same(
-            &staged[start..end],
-            &fx.source[start..end],
-            "stage after hydration",
-        );
+        assert_same(&staged[start..end], &fx.source[start..end], "stage after hydration");
     }
-    assert_eq!(
-        server.seen().len(),
-        seen.len(),
-        "reads through the stage raised events"
-    );
+    assert_eq!(server.seen().len(), seen.len(), "reads through the stage raised events");
 
     // mmap raises one event for the whole mapping, then pages fault in with none.
     let stub = File::open(fx.view.join("mmap.bin")).unwrap();
@@ -351,11 +289,7 @@ fn deny_errno_fails_the_read_with_that_errno() {
     );
     let stub = File::open(fx.view.join("deny.bin")).unwrap();
     let mut buf = [0u8; 4096];
-    let errno = |offset| {
-        stub.read_at(&mut buf.clone(), offset)
-            .unwrap_err()
-            .raw_os_error()
-    };
+    let errno = |offset| stub.read_at(&mut buf.clone(), offset).unwrap_err().raw_os_error();
     assert_eq!(errno(0), Some(libc::EIO));
     assert_eq!(errno(PAGE), Some(libc::EPERM));
     assert_eq!(errno(2 * PAGE), Some(libc::EIO));
@@ -363,8 +297,7 @@ fn deny_errno_fails_the_read_with_that_errno() {
     assert_eq!(seen.len(), 3, "{seen:?}");
     assert_eq!(seen[2].respond_error, Some(libc::EINVAL));
     // Denied reads left the stub a hole.
-    stub.read_exact_at(&mut buf, 0)
-        .unwrap_or_else(|e| panic!("read after the group closed: {e}"));
+    stub.read_exact_at(&mut buf, 0).unwrap_or_else(|e| panic!("read after the group closed: {e}"));
     assert_eq!(buf, [0u8; 4096]);
 }
 
@@ -379,14 +312,7 @@ fn ignore_mark_stops_events_for_a_hydrated_file() {
             if file.metadata()?.ino() == control_ino {
                 hydrate(file, &source, event.range.unwrap())?;
             } else {
-                hydrate(
-                    file,
-                    &source,
-                    Range {
-                        offset: 0,
-                        count: SIZE as u64,
-                    },
-                )?;
+                hydrate(file, &source, Range { offset: 0, count: SIZE as u64 })?;
                 let fd: BorrowedFd<'_> = event.fd().unwrap();
                 group.ignore_inode(fd, Mask::PRE_ACCESS)?;
             }
@@ -406,11 +332,7 @@ fn ignore_mark_stops_events_for_a_hydrated_file() {
 
     let seen = server.finish();
     let count = |ino| seen.iter().filter(|s| s.ino == ino).count();
-    assert_eq!(
-        count(ino(&fx.stage.join("ignore.bin"))),
-        1,
-        "events after the ignore mark"
-    );
+    assert_eq!(count(ino(&fx.stage.join("ignore.bin"))), 1, "events after the ignore mark");
     // Without the mark, every 4 KiB read and the mmap raise an event.
     assert_eq!(count(control_ino), SIZE / PAGE as usize + 1);
 }
@@ -423,14 +345,7 @@ fn open_perm_event_fd_is_writable() {
         fx.group(Mask::OPEN_PERM),
         Box::new(move |_, event, file| {
             assert!(event.needs_response() && event.range.is_none());
-            hydrate(
-                file,
-                &source,
-                Range {
-                    offset: 0,
-                    count: SIZE as u64,
-                },
-            )?;
+            hydrate(file, &source, Range { offset: 0, count: SIZE as u64 })?;
             Ok(Response::Allow)
         }),
     );

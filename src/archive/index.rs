@@ -179,10 +179,7 @@ impl Index {
                 EntryKind::File => {
                     let end = e.data_offset.checked_add(e.size);
                     if end.is_none_or(|end| end > stream_len) {
-                        return Err(bad(format!(
-                            "data at {}+{} lies outside the {}-byte tar stream",
-                            e.data_offset, e.size, stream_len
-                        )));
+                        return Err(bad(format!("data at {}+{} lies outside the {}-byte tar stream", e.data_offset, e.size, stream_len)));
                     }
                 }
                 EntryKind::Hardlink => {
@@ -191,10 +188,7 @@ impl Index {
                         Some(EntryKind::File) => {}
                         Some(k) => return Err(bad(format!("hard link to a {k:?}, not a file"))),
                         None => {
-                            return Err(bad(format!(
-                                "hard link to {:?}, which is not an earlier entry",
-                                String::from_utf8_lossy(&e.link)
-                            )))
+                            return Err(bad(format!("hard link to {:?}, which is not an earlier entry", String::from_utf8_lossy(&e.link))))
                         }
                     }
                 }
@@ -393,8 +387,7 @@ pub fn decode_entries(body: &[u8], count: u64) -> Result<Vec<Entry>, Error> {
     let mut out = Vec::with_capacity(count as usize);
     for _ in 0..count {
         let code = d.u8()?;
-        let kind = EntryKind::from_code(code)
-            .ok_or_else(|| Error::corrupt("index", format!("unknown entry type {code}")))?;
+        let kind = EntryKind::from_code(code).ok_or_else(|| Error::corrupt("index", format!("unknown entry type {code}")))?;
         let mode = d.u32()?;
         let uid = d.u32()?;
         let gid = d.u32()?;
@@ -476,9 +469,7 @@ impl IndexHeader {
         let u64_at = |a: usize| u64::from_le_bytes(h[a..a + 8].try_into().unwrap());
         let version = u32::from_le_bytes(h[8..12].try_into().unwrap());
         if version != FORMAT_VERSION {
-            return Err(Error::Unsupported(format!(
-                "archive format version {version}; this thaw reads version {FORMAT_VERSION}"
-            )));
+            return Err(Error::Unsupported(format!("archive format version {version}; this thaw reads version {FORMAT_VERSION}")));
         }
         if h[12..16] != [0; 4] {
             return Err(bad("unknown flags"));

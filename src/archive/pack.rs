@@ -89,10 +89,8 @@ fn walk(
     links: &mut HashMap<(u64, u64), Vec<u8>>,
     names: &mut Names,
 ) -> Result<(), Error> {
-    let mut children: Vec<_> = fs::read_dir(dir)
-        .map_err(|e| Error::io(dir.display(), e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| Error::io(dir.display(), e))?;
+    let mut children: Vec<_> =
+        fs::read_dir(dir).map_err(|e| Error::io(dir.display(), e))?.collect::<Result<_, _>>().map_err(|e| Error::io(dir.display(), e))?;
     children.sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
     for child in children {
         let path = child.path();

@@ -139,9 +139,7 @@ impl Archive {
             }
         }
         // Index frame: skippable header, fixed header, compressed body, tail.
-        if u32_at(idx_frame, 0) != index::INDEX_FRAME_MAGIC
-            || u64::from(u32_at(idx_frame, 4)) != idx_len - 8
-        {
+        if u32_at(idx_frame, 0) != index::INDEX_FRAME_MAGIC || u64::from(u32_at(idx_frame, 4)) != idx_len - 8 {
             return Err(Error::corrupt("index", "bad skippable frame header"));
         }
         let header = IndexHeader::decode(&idx_frame[8..], table.len() as u64)?;
@@ -267,9 +265,7 @@ impl Archive {
     pub fn decode_frame(&self, i: usize) -> Result<Vec<u8>, String> {
         let f = self.table.frame(i);
         let mut src = vec![0u8; f.compressed as usize];
-        self.source
-            .read_exact_at(&mut src, self.table.compressed_offset(i))
-            .map_err(|e| format!("reading {}: {e}", self.source.name()))?;
+        self.source.read_exact_at(&mut src, self.table.compressed_offset(i)).map_err(|e| format!("reading {}: {e}", self.source.name()))?;
         let out = DECOMPRESSOR.with(|d| {
             let mut d = d.borrow_mut();
             if d.is_none() {
@@ -285,11 +281,7 @@ impl Archive {
         // it is enough that the two agree. Otherwise hash the output.
         let single = zstd::zstd_safe::find_frame_compressed_size(&src).is_ok_and(|n| n == src.len());
         let has_sum = src.len() > 8 && src[4] & 0x04 != 0;
-        let sum_ok = if single && has_sum {
-            u32_at(&src, src.len() - 4) == f.checksum
-        } else {
-            frame_checksum(&out) == f.checksum
-        };
+        let sum_ok = if single && has_sum { u32_at(&src, src.len() - 4) == f.checksum } else { frame_checksum(&out) == f.checksum };
         if !sum_ok {
             return Err("checksum mismatch".into());
         }
@@ -303,10 +295,7 @@ thread_local! {
 }
 
 fn not_thaw(source: &dyn Source, why: &str) -> Error {
-    Error::NotThaw(format!(
-        "{}: {why}; if it is a plain .tar/.tar.zst, make a thaw archive with `thaw convert`",
-        source.name()
-    ))
+    Error::NotThaw(format!("{}: {why}; if it is a plain .tar/.tar.zst, make a thaw archive with `thaw convert`", source.name()))
 }
 
 type Cell = Arc<OnceLock<Result<Arc<Vec<u8>>, String>>>;
@@ -365,12 +354,7 @@ impl FrameCache {
                 g.slots.get_mut(&i).unwrap().size = data.len();
                 g.bytes += data.len();
                 while g.bytes > self.budget && g.slots.len() > 1 {
-                    let victim = g
-                        .slots
-                        .iter()
-                        .filter(|(&k, s)| k != i && s.size > 0)
-                        .min_by_key(|(_, s)| s.last_use)
-                        .map(|(&k, _)| k);
+                    let victim = g.slots.iter().filter(|(&k, s)| k != i && s.size > 0).min_by_key(|(_, s)| s.last_use).map(|(&k, _)| k);
                     let Some(v) = victim else { break };
                     let s = g.slots.remove(&v).unwrap();
                     g.bytes -= s.size;

@@ -45,8 +45,7 @@ impl Read for StreamReader<'_> {
                 return Ok(0);
             }
             let end = (self.next + self.batch).min(total);
-            let decoded: Vec<Result<Vec<u8>, String>> =
-                (self.next..end).into_par_iter().map(|i| self.archive.decode_frame(i)).collect();
+            let decoded: Vec<Result<Vec<u8>, String>> = (self.next..end).into_par_iter().map(|i| self.archive.decode_frame(i)).collect();
             for (i, d) in (self.next..end).zip(decoded) {
                 (self.progress)(1);
                 match d {

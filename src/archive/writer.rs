@@ -23,11 +23,7 @@ pub struct WriterOptions {
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        WriterOptions {
-            level: 3,
-            frame_size: DEFAULT_FRAME_SIZE,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        }
+        WriterOptions { level: 3, frame_size: DEFAULT_FRAME_SIZE, threads: std::thread::available_parallelism().map_or(1, |n| n.get()) }
     }
 }
 

@@ -35,10 +35,28 @@ pub enum OpenPolicy {
 impl OpenPolicy {
     pub fn default_copiers() -> OpenPolicy {
         OpenPolicy::Copiers(
-            ["cp", "tar", "bsdtar", "gtar", "rsync", "cpio", "pax", "star", "mv", "install", "ditto", "zip", "7z", "7za", "restic", "borg", "duplicity"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            [
+                "cp",
+                "tar",
+                "bsdtar",
+                "gtar",
+                "rsync",
+                "cpio",
+                "pax",
+                "star",
+                "mv",
+                "install",
+                "ditto",
+                "zip",
+                "7z",
+                "7za",
+                "restic",
+                "borg",
+                "duplicity",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         )
     }
 
@@ -46,9 +64,9 @@ impl OpenPolicy {
         match self {
             OpenPolicy::All => true,
             OpenPolicy::Never => false,
-            OpenPolicy::Copiers(list) => std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .map(|c| list.iter().any(|l| l == c.trim_end()))
-                .unwrap_or(false),
+            OpenPolicy::Copiers(list) => {
+                std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| list.iter().any(|l| l == c.trim_end())).unwrap_or(false)
+            }
         }
     }
 }
@@ -330,7 +348,6 @@ impl Ctx {
     }
 }
 
-
 /// Mount id of the mount `path` is on.
 fn mount_id(path: &Path) -> Option<u64> {
     rfs::statx(rfs::CWD, path, AtFlags::empty(), StatxFlags::MNT_ID).ok().map(|s| s.stx_mnt_id)
@@ -338,17 +355,30 @@ fn mount_id(path: &Path) -> Option<u64> {
 
 /// Serves `dir` until `stop` is set. `on_ready` runs once `dir` shows the
 /// watched tree.
-pub fn serve(archive: Arc<Archive>, dir: &Path, opts: ServeOptions, stop: &AtomicBool, on_ready: &mut dyn FnMut()) -> Result<ServeStats, Error> {
+pub fn serve(
+    archive: Arc<Archive>,
+    dir: &Path,
+    opts: ServeOptions,
+    stop: &AtomicBool,
+    on_ready: &mut dyn FnMut(),
+) -> Result<ServeStats, Error> {
     let started = Instant::now();
     let stage = Stage::new(dir);
     stage.check_archive(&archive)?;
     let shown = dir.display().to_string();
     // One daemon per tree.
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(stage.lock_path()).map_err(|e| Error::io(stage.lock_path().display(), e))?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(stage.lock_path())
+        .map_err(|e| Error::io(stage.lock_path().display(), e))?;
     rfs::flock(&lock, rfs::FlockOperation::NonBlockingLockExclusive)
         .map_err(|_| Error::Setup(format!("{shown}: another thaw daemon is serving it")))?;
     if stage.is_served() {
-        return Err(Error::Setup(format!("{shown}: already mounted over by a stub tree (a dead daemon's guard should have removed it; `umount {shown}`)")));
+        return Err(Error::Setup(format!(
+            "{shown}: already mounted over by a stub tree (a dead daemon's guard should have removed it; `umount {shown}`)"
+        )));
     }
     // Every event carries an fd and readahead keeps some: use all the fds we may.
     let mut lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
@@ -362,15 +392,15 @@ pub fn serve(archive: Arc<Archive>, dir: &Path, opts: ServeOptions, stop: &Atomi
     if let Some(a) = Arc::get_mut(&mut archive) {
         a.set_cache_budget(opts.cache_bytes);
     }
-    let fan = Fanotify::new_pre_content().map_err(|e| Error::Setup(format!("fanotify_init: {e} (needs root and a kernel with fanotify pre-content events, 6.14+)")))?;
+    let fan = Fanotify::new_pre_content()
+        .map_err(|e| Error::Setup(format!("fanotify_init: {e} (needs root and a kernel with fanotify pre-content events, 6.14+)")))?;
     let tree = stage.tree();
     let clone = rmount::open_tree(rfs::CWD, &tree, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC)
         .map_err(|e| Error::io(tree.display(), e))?;
     fan.mark_mount_fd(clone.as_fd(), WATCH).map_err(|e| {
         Error::Setup(format!("{}: cannot watch it: {e} (pre-content marks need ext4, xfs or btrfs, not tmpfs)", tree.display()))
     })?;
-    rmount::move_mount(clone.as_fd(), "", rfs::CWD, dir, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
-        .map_err(|e| Error::io(&shown, e))?;
+    rmount::move_mount(clone.as_fd(), "", rfs::CWD, dir, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH).map_err(|e| Error::io(&shown, e))?;
     drop(clone);
     let our_mount = mount_id(dir);
     let mut guard = match (&opts.guard_exe, our_mount) {

@@ -182,7 +182,16 @@ impl Hydrator {
             key,
             entry: idx,
             chunks,
-            state: Mutex::new(FileInner { chunks: present, done, last: None, writers: 0, saved_mtime: None, finished: false, limit, marker }),
+            state: Mutex::new(FileInner {
+                chunks: present,
+                done,
+                last: None,
+                writers: 0,
+                saved_mtime: None,
+                finished: false,
+                limit,
+                marker,
+            }),
             cv: Condvar::new(),
             file: std::sync::OnceLock::new(),
         });
@@ -460,5 +469,6 @@ pub fn data_extents(fd: BorrowedFd<'_>, size: u64) -> std::io::Result<Vec<(u64, 
 /// The path of an fd, for messages.
 pub fn fd_path(fd: BorrowedFd<'_>) -> String {
     use std::os::fd::AsRawFd;
-    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_or_else(|_| format!("fd {}", fd.as_raw_fd()), |p| p.display().to_string())
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_or_else(|_| format!("fd {}", fd.as_raw_fd()), |p| p.display().to_string())
 }

@@ -130,7 +130,11 @@ pub fn hydrate(dir: &Path, archive: Option<Arc<Archive>>, paths: &[PathBuf], pro
     let files: Vec<TreeFile> = tree_files(&stage)?
         .into_iter()
         .filter(|f| f.marker.is_some())
-        .filter(|f| wanted.as_ref().is_none_or(|w| w.contains(&f.rel) || w.iter().any(|p| f.rel.starts_with(p) && f.rel.get(p.len()) == Some(&b'/'))))
+        .filter(|f| {
+            wanted
+                .as_ref()
+                .is_none_or(|w| w.contains(&f.rel) || w.iter().any(|p| f.rel.starts_with(p) && f.rel.get(p.len()) == Some(&b'/')))
+        })
         .collect();
     if stage.is_served() {
         files.par_iter().try_for_each(|f| -> Result<(), Error> {
@@ -148,7 +152,12 @@ pub fn hydrate(dir: &Path, archive: Option<Arc<Archive>>, paths: &[PathBuf], pro
         })?;
         return Ok(files.len() as u64);
     }
-    let lock = File::options().create(true).truncate(false).write(true).open(stage.lock_path()).map_err(|e| Error::io(stage.lock_path().display(), e))?;
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(stage.lock_path())
+        .map_err(|e| Error::io(stage.lock_path().display(), e))?;
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
         .map_err(|_| Error::Setup(format!("{}: a thaw daemon holds it but does not serve it", dir.display())))?;
     let archive = match archive {

@@ -84,8 +84,7 @@ impl Mask {
     pub const ONDIR: Mask = Mask(0x4000_0000);
 
     /// Events that block the accessing task until the group responds.
-    pub const PERMISSION: Mask =
-        Mask(Self::OPEN_PERM.0 | Self::ACCESS_PERM.0 | Self::OPEN_EXEC_PERM.0 | Self::PRE_ACCESS.0);
+    pub const PERMISSION: Mask = Mask(Self::OPEN_PERM.0 | Self::ACCESS_PERM.0 | Self::OPEN_EXEC_PERM.0 | Self::PRE_ACCESS.0);
 
     const NAMES: [(Mask, &'static str); 14] = [
         (Self::ACCESS, "ACCESS"),
@@ -277,17 +276,11 @@ fn frame(buf: &[u8]) -> Result<(RawFd, usize, usize), DecodeErrorKind> {
         return Err(DecodeErrorKind::BadMetadataLen(metadata_len));
     }
     if event_len < u32::from(metadata_len) {
-        return Err(DecodeErrorKind::EventTooShort {
-            event_len,
-            metadata_len,
-        });
+        return Err(DecodeErrorKind::EventTooShort { event_len, metadata_len });
     }
     let len = usize::try_from(event_len).unwrap_or(usize::MAX);
     if len > buf.len() {
-        return Err(DecodeErrorKind::TruncatedEvent {
-            event_len,
-            have: buf.len(),
-        });
+        return Err(DecodeErrorKind::TruncatedEvent { event_len, have: buf.len() });
     }
     let fd = i32_at(buf, 16);
     Ok((fd, usize::from(metadata_len), len))
@@ -316,10 +309,7 @@ fn info_records(event: &[u8], start: usize) -> Result<Option<Range>, (usize, Dec
             if usize::from(len) < INFO_RANGE_LEN {
                 return Err((pos, DecodeErrorKind::BadRangeLen(len)));
             }
-            range = Some(Range {
-                offset: u64_at(event, pos + 8),
-                count: u64_at(event, pos + 16),
-            });
+            range = Some(Range { offset: u64_at(event, pos + 8), count: u64_at(event, pos + 16) });
         }
         pos += usize::from(len);
     }
@@ -343,12 +333,7 @@ pub fn decode(buf: &[u8]) -> Result<Vec<RawEvent>, DecodeError> {
         };
         let event = &rest[..len];
         match info_records(event, metadata_len) {
-            Ok(range) => events.push(RawEvent {
-                mask: Mask(u64_at(event, 8)),
-                fd,
-                pid: i32_at(event, 20),
-                range,
-            }),
+            Ok(range) => events.push(RawEvent { mask: Mask(u64_at(event, 8)), fd, pid: i32_at(event, 20), range }),
             Err((at, kind)) => {
                 let before = events.iter().map(|e| e.fd).chain([fd]);
                 return Err(decode_error(before, off + at, kind, &buf[off + len..]));
@@ -361,12 +346,7 @@ pub fn decode(buf: &[u8]) -> Result<Vec<RawEvent>, DecodeError> {
 
 /// Builds the error, gathering the fds of events before the bad one and of
 /// every event that can still be framed after it.
-fn decode_error(
-    before: impl Iterator<Item = RawFd>,
-    offset: usize,
-    kind: DecodeErrorKind,
-    mut after: &[u8],
-) -> DecodeError {
+fn decode_error(before: impl Iterator<Item = RawFd>, offset: usize, kind: DecodeErrorKind, mut after: &[u8]) -> DecodeError {
     let mut fds: Vec<RawFd> = before.collect();
     while let Ok((fd, _, len)) = frame(after) {
         fds.push(fd);
@@ -431,10 +411,7 @@ impl Response {
             Response::Deny => Ok(resp::DENY),
             Response::DenyErrno(e) => match u8::try_from(e) {
                 Ok(e) if e != 0 => Ok(resp::DENY | (u32::from(e) << resp::ERRNO_SHIFT)),
-                _ => Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("errno {e} does not fit FAN_DENY_ERRNO"),
-                )),
+                _ => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("errno {e} does not fit FAN_DENY_ERRNO"))),
             },
         }
     }
@@ -456,8 +433,7 @@ impl Fanotify {
     /// them. Unlimited marks, because every hydrated file gets an ignore mark.
     /// Needs `CAP_SYS_ADMIN`.
     pub fn new_pre_content() -> io::Result<Fanotify> {
-        let flags =
-            init::CLASS_PRE_CONTENT | init::CLOEXEC | init::UNLIMITED_QUEUE | init::UNLIMITED_MARKS;
+        let flags = init::CLASS_PRE_CONTENT | init::CLOEXEC | init::UNLIMITED_QUEUE | init::UNLIMITED_MARKS;
         let open_flags = libc::O_RDWR | libc::O_LARGEFILE | libc::O_CLOEXEC;
         let event_flags = u32::from_ne_bytes(open_flags.to_ne_bytes());
         // SAFETY: fanotify_init takes two integers and touches no memory of ours.
@@ -525,9 +501,7 @@ impl Fanotify {
         // SAFETY: the group fd is open for the life of `self`; `dirfd` is
         // AT_FDCWD or borrowed by the caller for this call; `path_ptr` is null
         // or a NUL-terminated string that outlives the call.
-        let ret = unsafe {
-            libc::fanotify_mark(self.fd.as_raw_fd(), flags, mask.bits(), dirfd, path_ptr)
-        };
+        let ret = unsafe { libc::fanotify_mark(self.fd.as_raw_fd(), flags, mask.bits(), dirfd, path_ptr) };
         if ret < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -549,15 +523,7 @@ impl Fanotify {
             }
         };
         match decode(&buf[..n]) {
-            Ok(raw) => Ok(raw
-                .into_iter()
-                .map(|e| Event {
-                    mask: e.mask,
-                    pid: e.pid,
-                    range: e.range,
-                    fd: adopt(e.fd),
-                })
-                .collect()),
+            Ok(raw) => Ok(raw.into_iter().map(|e| Event { mask: e.mask, pid: e.pid, range: e.range, fd: adopt(e.fd) }).collect()),
             Err(err) => {
                 err.fds.iter().for_each(|&fd| drop(adopt(fd)));
                 Err(io::Error::new(io::ErrorKind::InvalidData, err))
@@ -574,12 +540,7 @@ impl Fanotify {
         loop {
             match rustix::io::write(&self.fd, &msg) {
                 Ok(RESPONSE_LEN) => return Ok(()),
-                Ok(n) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        format!("fanotify response: short write of {n} bytes"),
-                    ))
-                }
+                Ok(n) => return Err(io::Error::new(io::ErrorKind::WriteZero, format!("fanotify response: short write of {n} bytes"))),
                 Err(rustix::io::Errno::INTR) => {} // retry
                 Err(e) => return Err(e.into()),
             }
@@ -594,21 +555,13 @@ impl Fanotify {
             None => -1,
             Some(t) => libc::c_int::try_from(t.as_millis()).unwrap_or(libc::c_int::MAX),
         };
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: `pfd` is a valid pollfd for the duration of the call and
         // we pass a count of exactly one.
         let ret = unsafe { libc::poll(std::ptr::addr_of_mut!(pfd), 1, timeout_ms) };
         if ret < 0 {
             let err = io::Error::last_os_error();
-            return if err.kind() == io::ErrorKind::Interrupted {
-                Ok(false)
-            } else {
-                Err(err)
-            };
+            return if err.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(err) };
         }
         Ok(ret > 0)
     }
@@ -686,18 +639,7 @@ mod tests {
         let buf = event(PRE, 7, 1234, &range_record(8192, 4096));
         assert_eq!(buf.len(), 48);
         let events = decode(&buf).unwrap();
-        assert_eq!(
-            events,
-            vec![RawEvent {
-                mask: Mask::PRE_ACCESS,
-                fd: 7,
-                pid: 1234,
-                range: Some(Range {
-                    offset: 8192,
-                    count: 4096
-                }),
-            }]
-        );
+        assert_eq!(events, vec![RawEvent { mask: Mask::PRE_ACCESS, fd: 7, pid: 1234, range: Some(Range { offset: 8192, count: 4096 }) }]);
     }
 
     #[test]
@@ -707,17 +649,8 @@ mod tests {
         buf.extend(event(PRE, 8, 12, &range_record(u64::MAX - 1, 1)));
         let events = decode(&buf).unwrap();
         assert_eq!(events.len(), 3);
-        assert_eq!(
-            events[0].range,
-            Some(Range {
-                offset: 0,
-                count: 4096
-            })
-        );
-        assert_eq!(
-            (events[1].mask, events[1].fd, events[1].range),
-            (Mask::OPEN_PERM, 6, None)
-        );
+        assert_eq!(events[0].range, Some(Range { offset: 0, count: 4096 }));
+        assert_eq!((events[1].mask, events[1].fd, events[1].range), (Mask::OPEN_PERM, 6, None));
         assert_eq!(events[2].fd, 8);
         assert_eq!(events[2].range.unwrap().end(), u64::MAX);
     }
@@ -737,13 +670,7 @@ mod tests {
         extra.extend(range_record(4096, 8192));
         extra.extend(info_record(42, 8, &[1, 2, 3, 4]));
         let events = decode(&event(PRE, 3, 1, &extra)).unwrap();
-        assert_eq!(
-            events[0].range,
-            Some(Range {
-                offset: 4096,
-                count: 8192
-            })
-        );
+        assert_eq!(events[0].range, Some(Range { offset: 4096, count: 8192 }));
     }
 
     #[test]
@@ -763,13 +690,7 @@ mod tests {
         buf.extend_from_slice(&second[..30]);
         let err = decode(&buf).unwrap_err();
         assert_eq!(err.offset, 48);
-        assert_eq!(
-            err.kind,
-            DecodeErrorKind::TruncatedEvent {
-                event_len: 48,
-                have: 30
-            }
-        );
+        assert_eq!(err.kind, DecodeErrorKind::TruncatedEvent { event_len: 48, have: 30 });
         assert_eq!(err.fds, vec![4]);
     }
 
@@ -779,10 +700,7 @@ mod tests {
         buf[4] = 2;
         let err = decode(&buf).unwrap_err();
         assert_eq!(err.kind, DecodeErrorKind::BadVersion(2));
-        assert!(
-            err.fds.is_empty(),
-            "fd of an unknown layout must not be trusted"
-        );
+        assert!(err.fds.is_empty(), "fd of an unknown layout must not be trusted");
     }
 
     #[test]
@@ -791,13 +709,7 @@ mod tests {
             let mut buf = event(PRE, 4, 1, &[]);
             buf[..4].copy_from_slice(&bad_len.to_ne_bytes());
             let err = decode(&buf).unwrap_err();
-            assert_eq!(
-                err.kind,
-                DecodeErrorKind::EventTooShort {
-                    event_len: bad_len,
-                    metadata_len: 24
-                }
-            );
+            assert_eq!(err.kind, DecodeErrorKind::EventTooShort { event_len: bad_len, metadata_len: 24 });
         }
     }
 
@@ -805,10 +717,7 @@ mod tests {
     fn metadata_len_below_struct() {
         let mut buf = event(PRE, 4, 1, &[]);
         buf[6..8].copy_from_slice(&8u16.to_ne_bytes());
-        assert_eq!(
-            decode(&buf).unwrap_err().kind,
-            DecodeErrorKind::BadMetadataLen(8)
-        );
+        assert_eq!(decode(&buf).unwrap_err().kind, DecodeErrorKind::BadMetadataLen(8));
     }
 
     #[test]
@@ -826,29 +735,20 @@ mod tests {
     fn info_record_overruns_event() {
         let buf = event(PRE, 4, 1, &info_record(INFO_TYPE_RANGE, 200, &[0; 20]));
         let err = decode(&buf).unwrap_err();
-        assert_eq!(
-            err.kind,
-            DecodeErrorKind::TruncatedInfo { len: 200, have: 24 }
-        );
+        assert_eq!(err.kind, DecodeErrorKind::TruncatedInfo { len: 200, have: 24 });
         assert_eq!(err.fds, vec![4]);
     }
 
     #[test]
     fn truncated_info_header() {
         let buf = event(PRE, 4, 1, &[INFO_TYPE_RANGE, 0]);
-        assert_eq!(
-            decode(&buf).unwrap_err().kind,
-            DecodeErrorKind::TruncatedInfoHeader { have: 2 }
-        );
+        assert_eq!(decode(&buf).unwrap_err().kind, DecodeErrorKind::TruncatedInfoHeader { have: 2 });
     }
 
     #[test]
     fn short_range_record() {
         let buf = event(PRE, 4, 1, &info_record(INFO_TYPE_RANGE, 8, &[0; 4]));
-        assert_eq!(
-            decode(&buf).unwrap_err().kind,
-            DecodeErrorKind::BadRangeLen(8)
-        );
+        assert_eq!(decode(&buf).unwrap_err().kind, DecodeErrorKind::BadRangeLen(8));
     }
 
     #[test]
@@ -885,10 +785,7 @@ mod tests {
     fn deny_errno_encoding() {
         assert_eq!(Response::Allow.bits().unwrap(), 1);
         assert_eq!(Response::Deny.bits().unwrap(), 2);
-        assert_eq!(
-            Response::DenyErrno(libc::EIO).bits().unwrap(),
-            2 | (5 << 24)
-        );
+        assert_eq!(Response::DenyErrno(libc::EIO).bits().unwrap(), 2 | (5 << 24));
         assert!(Response::DenyErrno(0).bits().is_err());
         assert!(Response::DenyErrno(256).bits().is_err());
         assert!(Response::DenyErrno(-5).bits().is_err());
@@ -903,14 +800,8 @@ mod tests {
 
     #[test]
     fn mask_debug_names_bits() {
-        assert_eq!(
-            format!("{:?}", Mask::PRE_ACCESS | Mask::OPEN_PERM),
-            "OPEN_PERM | PRE_ACCESS"
-        );
-        assert_eq!(
-            format!("{:?}", Mask::from_bits_retain(0x8000_0000_0000)),
-            "0x800000000000"
-        );
+        assert_eq!(format!("{:?}", Mask::PRE_ACCESS | Mask::OPEN_PERM), "OPEN_PERM | PRE_ACCESS");
+        assert_eq!(format!("{:?}", Mask::from_bits_retain(0x8000_0000_0000)), "0x800000000000");
         assert_eq!(format!("{:?}", Mask::empty()), "0x0");
         assert!(Mask::PERMISSION.contains(Mask::PRE_ACCESS));
     }

@@ -24,7 +24,10 @@ pub struct ExtractSummary {
 /// Extracts the whole archive into `dir`. `progress` is called with data bytes written.
 pub fn extract(archive: &Archive, dir: &Path, threads: usize, progress: &(dyn Fn(u64) + Sync)) -> Result<ExtractSummary, Error> {
     let target = TargetDir::create(dir)?;
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().map_err(|e| Error::at(b"thread pool", std::io::Error::other(e)))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| Error::at(b"thread pool", std::io::Error::other(e)))?;
     let entries = archive.entries();
     let mut summary = ExtractSummary { entries: entries.len(), ..Default::default() };
 

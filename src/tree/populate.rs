@@ -51,7 +51,10 @@ pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usi
     }
     // The served tree is mounted over DIR: files already in it would vanish from view.
     if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
-        return Err(Error::Refused { path: dir.display().to_string(), why: "is not empty (the stub tree is mounted over it while served)".into() });
+        return Err(Error::Refused {
+            path: dir.display().to_string(),
+            why: "is not empty (the stub tree is mounted over it while served)".into(),
+        });
     }
     std::fs::create_dir_all(stage.root()).map_err(|e| Error::at(stage.root().as_os_str().as_encoded_bytes(), e))?;
     std::fs::create_dir_all(dir).map_err(|e| Error::at(dir.as_os_str().as_encoded_bytes(), e))?;
@@ -66,14 +69,22 @@ pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usi
     for e in entries.iter().filter(|e| e.kind == EntryKind::Dir) {
         target.mkdir_all(&e.path)?;
     }
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().map_err(|e| Error::at(b"thread pool", std::io::Error::other(e)))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| Error::at(b"thread pool", std::io::Error::other(e)))?;
     pool.install(|| {
         entries.par_iter().enumerate().filter(|(_, e)| e.kind == EntryKind::File).try_for_each(|(i, e)| -> Result<(), Error> {
             let (f, fresh) = target.create_file(&e.path, e.mode)?;
             if e.size > 0 {
                 f.set_len(e.size).map_err(|err| Error::at(&e.path, err))?;
-                rustix::fs::fsetxattr(f.as_fd(), MARKER_XATTR, &Marker { id: id.clone(), entry: i, limit: None }.encode(), rustix::fs::XattrFlags::empty())
-                    .map_err(|err| Error::at(&e.path, err))?;
+                rustix::fs::fsetxattr(
+                    f.as_fd(),
+                    MARKER_XATTR,
+                    &Marker { id: id.clone(), entry: i, limit: None }.encode(),
+                    rustix::fs::XattrFlags::empty(),
+                )
+                .map_err(|err| Error::at(&e.path, err))?;
             }
             target.set_meta_fd(f.as_fd(), e, Some(fresh))
         })

@@ -69,7 +69,8 @@ impl Stage {
     pub fn info(&self) -> Result<StageInfo, Error> {
         let p = self.info_path();
         let text = std::fs::read(&p).map_err(|e| Error::at(p.as_os_str().as_encoded_bytes(), e))?;
-        serde_json::from_slice(&text).map_err(|e| Error::Refused { path: p.display().to_string(), why: format!("unreadable stage info: {e}") })
+        serde_json::from_slice(&text)
+            .map_err(|e| Error::Refused { path: p.display().to_string(), why: format!("unreadable stage info: {e}") })
     }
 
     pub fn write_info(&self, info: &StageInfo) -> Result<(), Error> {
@@ -86,7 +87,13 @@ impl Stage {
         if info.id != archive.id_hex() {
             return Err(Error::Refused {
                 path: self.dir.display().to_string(),
-                why: format!("populated from archive {} ({}), not {} ({})", info.id, info.archive.display(), archive.id_hex(), archive.source_name()),
+                why: format!(
+                    "populated from archive {} ({}), not {} ({})",
+                    info.id,
+                    info.archive.display(),
+                    archive.id_hex(),
+                    archive.source_name()
+                ),
             });
         }
         Ok(info)

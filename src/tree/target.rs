@@ -57,8 +57,7 @@ impl TargetDir {
             Ok(()) => {}
             Err(e) => return Err(Error::at(shown, e)),
         }
-        let root = rfs::open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| Error::at(shown, e))?;
+        let root = rfs::open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| Error::at(shown, e))?;
         Ok(TargetDir {
             root,
             path: path.to_path_buf(),
@@ -79,8 +78,7 @@ impl TargetDir {
     /// Opens `rel` beneath the root (never through a symlink).
     pub fn open(&self, rel: &[u8], flags: OFlags) -> Result<OwnedFd, Error> {
         let p: &[u8] = if rel.is_empty() { b"." } else { rel };
-        rfs::openat2(&self.root, os(p), flags | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty(), BENEATH)
-            .map_err(|e| Error::at(rel, e))
+        rfs::openat2(&self.root, os(p), flags | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty(), BENEATH).map_err(|e| Error::at(rel, e))
     }
 
     /// The directory holding `rel`, creating missing parents (mode 0755).
@@ -106,9 +104,7 @@ impl TargetDir {
         };
         res.map_err(|e| {
             let why = match &e {
-                Error::At { cause, .. }
-                    if matches!(cause.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR | libc::EXDEV)) =>
-                {
+                Error::At { cause, .. } if matches!(cause.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR | libc::EXDEV)) => {
                     format!(
                         "parent {:?} is a symlink or not a directory (thaw never follows symlinks in the target): {cause}",
                         String::from_utf8_lossy(parent)
@@ -133,7 +129,10 @@ impl TargetDir {
                 Err(rustix::io::Errno::EXIST) => {
                     let st = rfs::statat(&pfd, os(name), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| Error::at(prefix, e))?;
                     if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::Directory {
-                        return Err(Error::Refused { path: String::from_utf8_lossy(prefix).into(), why: "exists and is not a directory".into() });
+                        return Err(Error::Refused {
+                            path: String::from_utf8_lossy(prefix).into(),
+                            why: "exists and is not a directory".into(),
+                        });
                     }
                 }
                 Err(e) => return Err(Error::at(prefix, e)),

@@ -191,11 +191,7 @@ fn hostile_entries_are_refused_by_name_and_cause() {
         ),
         ("hardlink-dotdot", vec![hardlink(b"h", b"../../etc/passwd")], vec!["\"h\"".into(), "hard link target: `..`".into()]),
         ("hardlink-absolute", vec![hardlink(b"h", b"/etc/passwd")], vec!["\"h\"".into(), "hard link target: absolute path".into()]),
-        (
-            "hardlink-to-symlink",
-            vec![symlink(b"s", outside), hardlink(b"h", b"s")],
-            vec!["\"h\"".into(), "hard link to a Symlink".into()],
-        ),
+        ("hardlink-to-symlink", vec![symlink(b"s", outside), hardlink(b"h", b"s")], vec!["\"h\"".into(), "hard link to a Symlink".into()]),
         ("hardlink-forward", vec![hardlink(b"h", b"f"), file(b"f")], vec!["\"h\"".into(), "not an earlier entry".into()]),
         ("file-below-file", vec![file(b"f"), file(b"f/evil")], vec!["f/evil".into(), "parent \"f\" is not a directory".into()]),
         ("duplicate", vec![file(b"f"), file(b"f")], vec!["\"f\"".into(), "appears twice".into()]),
@@ -204,7 +200,15 @@ fn hostile_entries_are_refused_by_name_and_cause() {
         ("dot-component", vec![file(b"./evil")], vec!["./evil".into(), "`.` path component".into()]),
         ("empty-path", vec![file(b"")], vec!["empty path".into()]),
         ("empty-symlink", vec![symlink(b"s", b"")], vec!["\"s\"".into(), "symlink target".into()]),
-        ("dir-with-size", vec![{ let mut d = entry(b"d", EntryKind::Dir); d.size = 5; d }], vec!["\"d\"".into(), "data size".into()]),
+        (
+            "dir-with-size",
+            vec![{
+                let mut d = entry(b"d", EntryKind::Dir);
+                d.size = 5;
+                d
+            }],
+            vec!["\"d\"".into(), "data size".into()],
+        ),
     ];
     for (name, entries, needles) in cases {
         let needles: Vec<&str> = needles.iter().map(String::as_str).collect();

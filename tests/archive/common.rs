@@ -53,11 +53,7 @@ impl Run {
 }
 
 fn run_output(out: Output) -> Run {
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run { code: out.status.code().unwrap_or(-1), stdout: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
 }
 
 pub fn thaw_cmd() -> Command {
@@ -77,12 +73,7 @@ where
 /// Runs a shell command line (for stock tar/zstd), panicking on failure.
 pub fn sh(script: &str) {
     let out = Command::new("sh").arg("-ec").arg(script).stdin(Stdio::null()).output().expect("run sh");
-    assert!(
-        out.status.success(),
-        "`{script}` failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "`{script}` failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
 /// Quotes a path for `sh`.
@@ -92,11 +83,8 @@ pub fn q(p: &Path) -> String {
 
 /// `sha256sum` of bytes, as lowercase hex.
 pub fn sha256(data: &[u8]) -> String {
-    let mut child = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("sha256sum (coreutils) is needed");
+    let mut child =
+        Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("sha256sum (coreutils) is needed");
     let mut stdin = child.stdin.take().unwrap();
     let data = data.to_vec();
     let feeder = std::thread::spawn(move || stdin.write_all(&data));
@@ -257,7 +245,8 @@ pub fn set_mtimes(root: &Path) {
     all.sort();
     for (i, rel) in all.iter().enumerate() {
         let i = i as i64;
-        let (sec, nsec) = if rel == b"ro.txt" { (-31_536_000, 250_000_000) } else { (1_700_000_000 + i * 3601, (i * 123_456_789 + 1) % 1_000_000_000) };
+        let (sec, nsec) =
+            if rel == b"ro.txt" { (-31_536_000, 250_000_000) } else { (1_700_000_000 + i * 3601, (i * 123_456_789 + 1) % 1_000_000_000) };
         let t = Timespec { tv_sec: sec, tv_nsec: nsec as _ };
         let ts = Timestamps { last_access: t, last_modification: t };
         rfs::utimensat(CWD, bpath(root, rel), &ts, AtFlags::SYMLINK_NOFOLLOW).unwrap();
@@ -349,8 +338,7 @@ pub fn snapshot(root: &Path, c: Compare) -> Snapshot {
             kind,
             mode: (c.mode && !is_link).then_some(m.mode() & 0o7777),
             owner: c.owner.then_some((m.uid(), m.gid())),
-            mtime: (c.mtime && (!is_link || c.symlink_mtime))
-                .then_some((m.mtime(), if c.mtime_ns { m.mtime_nsec() } else { 0 })),
+            mtime: (c.mtime && (!is_link || c.symlink_mtime)).then_some((m.mtime(), if c.mtime_ns { m.mtime_nsec() } else { 0 })),
             data,
             xattrs: if c.xattrs && !is_link { user_xattrs(&path) } else { Vec::new() },
         };
@@ -502,8 +490,7 @@ pub fn archive_of(files: &[MemFile], frame_size: usize) -> Vec<u8> {
 
 /// Packs `src` with the CLI at `frame_size` (e.g. "64K") into `out`.
 pub fn pack(src: &Path, out: &Path, frame_size: &str) {
-    thaw([OsStr::new("pack"), src.as_os_str(), OsStr::new("-o"), out.as_os_str(), OsStr::new("--frame-size"), OsStr::new(frame_size)])
-        .ok();
+    thaw([OsStr::new("pack"), src.as_os_str(), OsStr::new("-o"), out.as_os_str(), OsStr::new("--frame-size"), OsStr::new(frame_size)]).ok();
 }
 
 pub fn extract(archive: &Path, dir: &Path) -> Run {

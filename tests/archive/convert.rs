@@ -33,10 +33,7 @@ fn converts_posix_tar_in_every_compression() {
     every_type_tree(&src, false);
     let tar = t.path().join("t.tar");
     sh(&format!("tar --format=posix --xattrs --xattrs-include='user.*' -cf {} -C {} .", q(&tar), q(&src)));
-    sh(&format!(
-        "cd {0} && gzip -c t.tar > t.tar.gz && xz -T1 -c t.tar > t.tar.xz && zstd -q -c t.tar > plain.tar.zst",
-        q(t.path())
-    ));
+    sh(&format!("cd {0} && gzip -c t.tar > t.tar.gz && xz -T1 -c t.tar > t.tar.xz && zstd -q -c t.tar > plain.tar.zst", q(t.path())));
     for input in ["t.tar", "t.tar.gz", "t.tar.xz", "plain.tar.zst"] {
         convert_and_compare(&src, &t.path().join(input), t.path(), Compare::ALL);
     }

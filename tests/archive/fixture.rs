@@ -284,7 +284,15 @@ fn check_spec_agrees(bytes: &[u8]) {
     let frames: Vec<_> = a.seek_table().frames().iter().map(|f| (f.compressed, f.decompressed, f.checksum)).collect();
     assert_eq!(spec.frames, frames);
     assert_eq!(spec.entries.len(), a.entries().len());
-    let codes = [EntryKind::File, EntryKind::Dir, EntryKind::Symlink, EntryKind::Hardlink, EntryKind::Fifo, EntryKind::CharDev, EntryKind::BlockDev];
+    let codes = [
+        EntryKind::File,
+        EntryKind::Dir,
+        EntryKind::Symlink,
+        EntryKind::Hardlink,
+        EntryKind::Fifo,
+        EntryKind::CharDev,
+        EntryKind::BlockDev,
+    ];
     for (s, e) in spec.entries.iter().zip(a.entries()) {
         assert_eq!(codes[s.kind as usize], e.kind);
         assert_eq!(

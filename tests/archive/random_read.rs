@@ -13,11 +13,7 @@ const FRAME_SIZES: [usize; 3] = [4096, 16 << 10, 64 << 10];
 /// Files whose sizes sit around frame and block boundaries for frame size `f`.
 fn files_for(f: usize, seed: u64) -> Vec<MemFile> {
     let sizes = [0, 1, 511, 512, 513, f - 600, f - 1, f, f + 1, 2 * f + 7, 3 * f + 4096, 7 * f / 2, 1000, 20_000, 100_000];
-    sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| MemFile { path: format!("f{i:02}-{n}").into_bytes(), data: data(seed + i as u64, n) })
-        .collect()
+    sizes.iter().enumerate().map(|(i, &n)| MemFile { path: format!("f{i:02}-{n}").into_bytes(), data: data(seed + i as u64, n) }).collect()
 }
 
 struct Fixture {

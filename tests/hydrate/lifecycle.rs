@@ -84,7 +84,15 @@ fn dir_is_empty_when_not_served_and_after_a_clean_stop() {
 fn run_serves_a_command_and_returns_its_status() {
     let s = Setup::new("run", "64K", many_files);
     let script = format!("cat {0}/d1/f1 {0}/d2/f2 > /dev/null && exit 7", s.dir.display());
-    let r = thaw([OsStr::new("run"), s.archive.as_os_str(), s.dir.as_os_str(), OsStr::new("--"), OsStr::new("sh"), OsStr::new("-c"), OsStr::new(&script)]);
+    let r = thaw([
+        OsStr::new("run"),
+        s.archive.as_os_str(),
+        s.dir.as_os_str(),
+        OsStr::new("--"),
+        OsStr::new("sh"),
+        OsStr::new("-c"),
+        OsStr::new(&script),
+    ]);
     assert_eq!(r.code, 7, "{}", r.stderr);
     assert!(!is_mount_point(&s.dir));
     let st = s.status();
@@ -99,7 +107,7 @@ fn hydrate_fills_everything_offline_and_served() {
     thaw([OsStr::new("hydrate"), s.dir.as_os_str(), OsStr::new("d0"), OsStr::new("d1/f1")]).ok();
     let st = s.status();
     assert_eq!(st["files_complete"], 9, "{st}"); // d0 has 8 files, plus d1/f1
-    // Served: the rest, through the daemon.
+                                                 // Served: the rest, through the daemon.
     let served = s.serve(&[]);
     thaw([OsStr::new("hydrate"), s.dir.as_os_str()]).ok();
     let st = s.status();
@@ -196,14 +204,21 @@ fn run_kills_the_command_when_thaw_dies() {
     let started = s.scratch.join("started");
     let script = format!("touch {}; exec sleep 31.4159", started.display());
     let mut child = crate::common::thaw_cmd()
-        .args([OsStr::new("run"), s.archive.as_os_str(), s.dir.as_os_str(), OsStr::new("--"), OsStr::new("sh"), OsStr::new("-c"), OsStr::new(&script)])
+        .args([
+            OsStr::new("run"),
+            s.archive.as_os_str(),
+            s.dir.as_os_str(),
+            OsStr::new("--"),
+            OsStr::new("sh"),
+            OsStr::new("-c"),
+            OsStr::new(&script),
+        ])
         .stdin(std::process::Stdio::null())
         .spawn()
         .unwrap();
     wait_for("the command to start", || started.exists());
-    let sleeping = || {
-        std::process::Command::new("pgrep").args(["-f", "sleep 31.4159"]).output().map(|o| o.status.success()).unwrap_or(false)
-    };
+    let sleeping =
+        || std::process::Command::new("pgrep").args(["-f", "sleep 31.4159"]).output().map(|o| o.status.success()).unwrap_or(false);
     assert!(sleeping(), "the command is not running");
     child.kill().unwrap();
     child.wait().unwrap();

@@ -75,7 +75,11 @@ impl Served {
             .expect("start thaw serve");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.starts_with("ready"), "thaw serve did not get ready: {line:?}; log: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        assert!(
+            line.starts_with("ready"),
+            "thaw serve did not get ready: {line:?}; log: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         Served { child: Some(child), dir: dir.to_path_buf(), stderr_log: log }
     }
 

@@ -94,27 +94,15 @@ enum ProbeError {
 
 /// Marks a fresh regular file in `dir` with `FAN_PRE_ACCESS`.
 fn probe(dir: &Path) -> Result<(), ProbeError> {
-    let group = Fanotify::new_pre_content()
-        .map_err(|e| ProbeError::Other(format!("fanotify_init(FAN_CLASS_PRE_CONTENT): {e}")))?;
+    let group = Fanotify::new_pre_content().map_err(|e| ProbeError::Other(format!("fanotify_init(FAN_CLASS_PRE_CONTENT): {e}")))?;
     let file = dir.join(format!(".probe.{}", std::process::id()));
-    fs::write(&file, b"probe")
-        .map_err(|e| ProbeError::Other(format!("write {}: {e}", file.display())))?;
+    fs::write(&file, b"probe").map_err(|e| ProbeError::Other(format!("write {}: {e}", file.display())))?;
     let marked = group.mark_inode(&file, Mask::PRE_ACCESS);
     let _ = fs::remove_file(&file);
     match marked {
         Ok(()) => Ok(()),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EOPNOTSUPP | libc::EINVAL | libc::EXDEV)
-            ) =>
-        {
-            Err(ProbeError::Refused(e))
-        }
-        Err(e) => Err(ProbeError::Other(format!(
-            "fanotify_mark {}: {e}",
-            file.display()
-        ))),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL | libc::EXDEV)) => Err(ProbeError::Refused(e)),
+        Err(e) => Err(ProbeError::Other(format!("fanotify_mark {}: {e}", file.display()))),
     }
 }
 
@@ -137,33 +125,18 @@ fn mount_image(root: &Path) -> Result<PathBuf, String> {
     fs::create_dir_all(&mnt).map_err(|e| format!("mkdir {}: {e}", mnt.display()))?;
     let file = fs::File::create(&img).map_err(|e| format!("create {}: {e}", img.display()))?;
     // Sparse; without a journal mkfs writes about 1 MiB of it.
-    file.set_len(2 << 30)
-        .map_err(|e| format!("truncate {}: {e}", img.display()))?;
+    file.set_len(2 << 30).map_err(|e| format!("truncate {}: {e}", img.display()))?;
     drop(file);
     let os = OsStr::new;
-    run(
-        "mkfs.ext4",
-        &[
-            os("-q"),
-            os("-F"),
-            os("-O"),
-            os("^has_journal"),
-            img.as_os_str(),
-        ],
-    )?;
-    run(
-        "mount",
-        &[os("-o"), os("loop"), img.as_os_str(), mnt.as_os_str()],
-    )?;
+    run("mkfs.ext4", &[os("-q"), os("-F"), os("-O"), os("^has_journal"), img.as_os_str()])?;
+    run("mount", &[os("-o"), os("loop"), img.as_os_str(), mnt.as_os_str()])?;
     let _ = LOOP_ROOT.set(root.to_owned());
     // SAFETY: `unmount_loop_root` is an `extern "C" fn()` that never unwinds
     // (it only makes calls whose errors it ignores).
     unsafe { libc::atexit(unmount_loop_root) };
     match probe(&mnt) {
         Ok(()) => {}
-        Err(ProbeError::Refused(e)) => {
-            return Err(format!("{} refused FAN_PRE_ACCESS too: {e}", mnt.display()))
-        }
+        Err(ProbeError::Refused(e)) => return Err(format!("{} refused FAN_PRE_ACCESS too: {e}", mnt.display())),
         Err(ProbeError::Other(why)) => return Err(why),
     }
     Ok(mnt)
@@ -204,18 +177,9 @@ fn run(tool: &str, args: &[&OsStr]) -> Result<(), String> {
         .map(|dir| Path::new(dir).join(tool))
         .find(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from(tool));
-    let out = Command::new(&program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let out = Command::new(&program).args(args).output().map_err(|e| format!("cannot run {}: {e}", program.display()))?;
     if !out.status.success() {
-        return Err(format!(
-            "{} {:?} failed ({}): {}",
-            program.display(),
-            args,
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(format!("{} {:?} failed ({}): {}", program.display(), args, out.status, String::from_utf8_lossy(&out.stderr).trim()));
     }
     Ok(())
 }
