@@ -4,7 +4,7 @@
 
 use super::Error;
 use crate::archive::{Archive, Entry, EntryKind};
-use crate::tree::stage::{Marker, MARKER_XATTR};
+use crate::tree::marker::{self, Marker};
 use rustix::fs::{self as rfs, SeekFrom, Timespec, Timestamps};
 use std::collections::HashMap;
 use std::fs::File;
@@ -157,13 +157,16 @@ impl Hydrator {
         if let Some(s) = self.files.lock().unwrap().get(&key) {
             return Ok(Lookup::Stub(s.clone(), st.st_size as u64));
         }
-        let mut buf = [0u8; 128];
-        let n = match rfs::fgetxattr(fd, MARKER_XATTR, &mut buf) {
-            Ok(n) => n,
-            Err(rustix::io::Errno::NODATA | rustix::io::Errno::NOTSUP) => return Ok(Lookup::NotStub),
-            Err(e) => return Err(Error::io(fd_path(fd), e)),
+        let marker = match marker::read(fd).map_err(|e| Error::io(fd_path(fd), e))? {
+            Some(m) => m,
+            None => return Ok(Lookup::NotStub),
         };
-        let marker = Marker::parse(&buf[..n]).ok_or_else(|| Error::Stub { path: fd_path(fd), why: "unreadable thaw marker".into() })?;
+        if marker.ino != st.st_ino {
+            return Err(Error::Stub {
+                path: fd_path(fd),
+                why: format!("marker made for inode {} is on inode {}: copied, not a stub thaw made", marker.ino, st.st_ino),
+            });
+        }
         let (id, idx) = (&marker.id, marker.entry);
         if *id != self.id_hex {
             return Err(Error::Stub { path: fd_path(fd), why: format!("stub of archive {id}, but serving {}", self.id_hex) });
@@ -228,7 +231,7 @@ impl Hydrator {
             if cur_size < g.limit && cur_size < st.chunks.last().map_or(0, |c| c.1) {
                 g.limit = cur_size;
                 g.marker.limit = Some(cur_size);
-                rfs::fsetxattr(fd, MARKER_XATTR, &g.marker.encode(), rfs::XattrFlags::empty()).map_err(|e| Error::io(fd_path(fd), e))?;
+                marker::write(fd, &g.marker).map_err(|e| Error::io(fd_path(fd), e))?;
                 for (k, &(s, _)) in st.chunks.iter().enumerate() {
                     if s >= cur_size && g.chunks[k] == Chunk::Missing {
                         g.chunks[k] = Chunk::Done;
@@ -384,10 +387,7 @@ impl Hydrator {
             }
             g.finished = true;
         }
-        match rfs::fremovexattr(fd, MARKER_XATTR) {
-            Ok(()) | Err(rustix::io::Errno::NODATA) => {}
-            Err(e) => return Err(Error::io(fd_path(fd), e)),
-        }
+        marker::remove(fd).map_err(|e| Error::io(fd_path(fd), e))?;
         self.files.lock().unwrap().remove(&st.key);
         self.stats.files_completed.fetch_add(1, Ordering::Relaxed);
         Ok(true)

@@ -4,6 +4,7 @@
 //! the target directory without following any symlink.
 
 pub mod extract;
+pub mod marker;
 pub mod populate;
 pub mod stage;
 pub mod target;

@@ -4,7 +4,8 @@
 //! Each non-empty file carries the marker xattr naming the archive and entry.
 
 use super::extract::finish_tree;
-use super::stage::{Marker, Stage, StageInfo, MARKER_XATTR};
+use super::marker::{self, Marker};
+use super::stage::{Stage, StageInfo, STUBS_VERSION};
 use super::target::TargetDir;
 use super::Error;
 use crate::archive::{Archive, EntryKind};
@@ -78,13 +79,14 @@ pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usi
             let (f, fresh) = target.create_file(&e.path, e.mode)?;
             if e.size > 0 {
                 f.set_len(e.size).map_err(|err| Error::at(&e.path, err))?;
-                rustix::fs::fsetxattr(
-                    f.as_fd(),
-                    MARKER_XATTR,
-                    &Marker { id: id.clone(), entry: i, limit: None }.encode(),
-                    rustix::fs::XattrFlags::empty(),
-                )
-                .map_err(|err| Error::at(&e.path, err))?;
+                let ino = rustix::fs::fstat(f.as_fd()).map_err(|err| Error::at(&e.path, err))?.st_ino;
+                marker::write(f.as_fd(), &Marker::new(id.clone(), i, ino)).map_err(|err| match err.raw_os_error() {
+                    Some(libc::EPERM) => Error::Refused {
+                        path: e.path_lossy(),
+                        why: format!("cannot set the stub marker {}: populate must run as root", marker::MARKER_XATTR),
+                    },
+                    _ => Error::at(&e.path, err),
+                })?;
             }
             target.set_meta_fd(f.as_fd(), e, Some(fresh))
         })
@@ -95,6 +97,6 @@ pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usi
     }
     finish_tree(&target, entries, &mut summary.warnings)?;
     let archive_abs = std::fs::canonicalize(archive_path).unwrap_or_else(|_| archive_path.to_path_buf());
-    stage.write_info(&StageInfo { archive: archive_abs, id, format_version: archive.version() })?;
+    stage.write_info(&StageInfo { archive: archive_abs, id, format_version: archive.version(), stubs_version: STUBS_VERSION })?;
     Ok(summary)
 }

@@ -10,10 +10,11 @@ use crate::archive::Archive;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// Name of the stub marker xattr: `thaw1 <archive id hex> <entry index>`,
-/// then ` <limit>` once a user shrank the file: archive bytes at or past
-/// `limit` are never written again (the user's truncate replaced them).
-pub const MARKER_XATTR: &str = "user.thaw";
+/// Version of the stub markers a stage's tree carries. 2: `trusted.thaw`
+/// bound to the inode (see [`super::marker`]). Stages from thaw 0.1 have no
+/// such field and read as 1: their `user.thaw` markers can be forged.
+pub const STUBS_VERSION: u32 = 2;
+
 #[derive(Debug, Clone)]
 pub struct Stage {
     /// The directory users see.
@@ -27,6 +28,13 @@ pub struct StageInfo {
     pub archive: PathBuf,
     pub id: String,
     pub format_version: u32,
+    /// Marker version of the stubs ([`STUBS_VERSION`]); 1 when absent (thaw 0.1).
+    #[serde(default = "legacy_stubs")]
+    pub stubs_version: u32,
+}
+
+fn legacy_stubs() -> u32 {
+    1
 }
 
 impl Stage {
@@ -84,6 +92,16 @@ impl Stage {
     /// Checks that this stage was populated from `archive`.
     pub fn check_archive(&self, archive: &Archive) -> Result<StageInfo, Error> {
         let info = self.info()?;
+        if info.stubs_version < STUBS_VERSION {
+            return Err(Error::Refused {
+                path: self.dir.display().to_string(),
+                why: format!(
+                    "populated by thaw 0.1, whose stub markers (user.thaw) any user can forge; \
+                     run `thaw upgrade {}` as root while it is not served",
+                    self.dir.display()
+                ),
+            });
+        }
         if info.id != archive.id_hex() {
             return Err(Error::Refused {
                 path: self.dir.display().to_string(),
@@ -105,55 +123,5 @@ impl Stage {
             (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
             _ => false,
         }
-    }
-}
-
-/// A parsed stub marker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Marker {
-    pub id: String,
-    pub entry: usize,
-    /// Archive bytes at or past this offset belong to the user (set by a shrink).
-    pub limit: Option<u64>,
-}
-
-impl Marker {
-    pub fn encode(&self) -> Vec<u8> {
-        match self.limit {
-            None => format!("thaw1 {} {}", self.id, self.entry).into_bytes(),
-            Some(l) => format!("thaw1 {} {} {l}", self.id, self.entry).into_bytes(),
-        }
-    }
-
-    pub fn parse(v: &[u8]) -> Option<Marker> {
-        let s = std::str::from_utf8(v).ok()?;
-        let mut it = s.split(' ');
-        if it.next()? != "thaw1" {
-            return None;
-        }
-        let id = it.next()?.to_string();
-        let entry = it.next()?.parse().ok()?;
-        let limit = match it.next() {
-            Some(l) => Some(l.parse().ok()?),
-            None => None,
-        };
-        it.next().is_none().then_some(Marker { id, entry, limit })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Marker;
-
-    #[test]
-    fn marker_round_trip() {
-        let m = Marker { id: "abcd".into(), entry: 42, limit: None };
-        assert_eq!(Marker::parse(&m.encode()), Some(m.clone()));
-        let m = Marker { limit: Some(7), ..m };
-        assert_eq!(m.encode(), b"thaw1 abcd 42 7");
-        assert_eq!(Marker::parse(&m.encode()), Some(m));
-        assert_eq!(Marker::parse(b"thaw1 abcd x"), None);
-        assert_eq!(Marker::parse(b"thaw2 abcd 1"), None);
-        assert_eq!(Marker::parse(b"thaw1 abcd 1 2 3"), None);
     }
 }

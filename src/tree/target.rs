@@ -220,7 +220,9 @@ impl TargetDir {
         if fresh.is_none_or(|f| f.mode != e.mode || !owned) {
             rfs::fchmod(fd, Mode::from_bits_truncate(e.mode)).map_err(at)?;
         }
-        for (k, v) in &e.xattrs {
+        // thaw's own markers are never taken from an archive: a crafted entry
+        // could otherwise make itself a stub of another entry.
+        for (k, v) in e.xattrs.iter().filter(|(k, _)| !is_marker_name(k)) {
             let name = std::ffi::CString::new(k.clone()).map_err(|_| Error::at(&e.path, std::io::Error::other("NUL in xattr name")))?;
             match rfs::fsetxattr(fd, name.as_c_str(), v, rfs::XattrFlags::empty()) {
                 Ok(()) => {}
@@ -252,6 +254,11 @@ impl TargetDir {
         }
         rfs::utimensat(&*pfd, os(name), &entry_times(e), AtFlags::SYMLINK_NOFOLLOW).map_err(at)
     }
+}
+
+/// True for the xattr names thaw keeps its stub markers under.
+fn is_marker_name(name: &[u8]) -> bool {
+    name == crate::tree::marker::MARKER_XATTR.as_bytes() || name == crate::tree::marker::LEGACY_MARKER_XATTR.as_bytes()
 }
 
 pub fn entry_times(e: &Entry) -> Timestamps {
