@@ -7,10 +7,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{self, IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use thaw::archive::{self, Archive, EntryKind, WriterOptions};
-use thaw::hydrate::{self, daemon::OpenPolicy, ServeOptions};
+use thaw::hydrate::{self, events::OpenPolicy, mount::GuardOptions, ServeOptions};
 
 #[derive(Parser)]
 #[command(name = "thaw", version, about = "Make a huge archive usable instantly: stubs now, bytes on first read")]
@@ -112,9 +112,17 @@ enum Cmd {
     },
     /// Fill stubs completely (all, or the given paths relative to DIR), in parallel
     Hydrate { dir: PathBuf, paths: Vec<PathBuf> },
-    /// (internal) unmounts DIR when the daemon's pipe closes
+    /// (internal) outlives the daemon: answers readers with EIO, stops them, unmounts DIR
     #[command(name = "__guard", hide = true)]
-    Guard { dir: PathBuf, mount_id: u64 },
+    Guard {
+        dir: PathBuf,
+        mount_id: u64,
+        /// The daemon's fanotify group, inherited
+        #[arg(long)]
+        fanotify_fd: Option<i32>,
+        #[arg(long)]
+        no_kill_readers: bool,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -135,6 +143,13 @@ struct ServeArgs {
     /// Log every event
     #[arg(short, long)]
     verbose: bool,
+    /// Seconds a reader may wait for its data before it gets EIO
+    #[arg(long, default_value_t = 60)]
+    event_timeout: u64,
+    /// When the daemon stops or dies, leave processes that still hold files of DIR
+    /// alone (their reads fail with EIO) instead of killing them
+    #[arg(long)]
+    no_kill_readers: bool,
 }
 
 impl ServeArgs {
@@ -154,7 +169,8 @@ impl ServeArgs {
         };
         o.cache_bytes = self.cache;
         o.verbose = self.verbose;
-        o.guard_exe = std::env::current_exe().ok();
+        o.event_timeout = std::time::Duration::from_secs(self.event_timeout.max(1));
+        o.guard = std::env::current_exe().ok().map(|exe| GuardOptions { exe, kill_readers: !self.no_kill_readers });
         o
     }
 }
@@ -239,6 +255,13 @@ fn main() {
     // Die quietly on a closed pipe (`thaw ls A | head`), like other Unix tools.
     thaw::sys::process::default_sigpipe();
     let cli = Cli::parse();
+    // Interim: the library logs through tracing; RUST_LOG filters, default info.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -490,103 +513,29 @@ fn run(cli: Cli) -> Result<i32> {
             pb.finish_and_clear();
             eprintln!("hydrated {n} files");
         }
-        Cmd::Guard { dir, mount_id } => return Ok(hydrate::daemon::guard_main(&dir, mount_id)),
+        Cmd::Guard { dir, mount_id, fanotify_fd, no_kill_readers } => {
+            let fan = fanotify_fd.and_then(|fd| thaw::sys::fanotify::Fanotify::from_inherited(fd).ok());
+            return Ok(hydrate::guard::guard_main(&dir, mount_id, fan, !no_kill_readers));
+        }
     }
     Ok(0)
 }
 
-/// `thaw run`: serve in this process, run the command in its own PID
-/// namespace (when possible) killed with us, then stop serving.
-fn run_command(archive: &Path, dir: &Path, mut opts: ServeOptions, command: &[std::ffi::OsString]) -> Result<i32> {
-    // The command's namespace is gone when serving stops: no reader is left to drain.
-    opts.drain = std::time::Duration::ZERO;
+/// `thaw run`: the library supervises; this prints what it did.
+fn run_command(archive: &Path, dir: &Path, opts: ServeOptions, command: &[std::ffi::OsString]) -> Result<i32> {
     let a = Arc::new(open_shared(archive)?);
-    let stage = thaw::tree::stage::Stage::new(dir);
-    if !stage.exists() {
-        let s = thaw::tree::populate::populate(&a, archive, dir, threads(None))
-            .with_context(|| format!("cannot populate {} from {}", dir.display(), archive.display()))?;
-        eprintln!("thaw: populated {} entries ({} stubs)", s.entries, s.stubs);
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let daemon = {
-        let (a, dir, stop) = (a.clone(), dir.to_path_buf(), stop.clone());
-        std::thread::Builder::new().name("thaw-serve".into()).spawn(move || {
-            hydrate::serve(a, &dir, opts, &stop, &mut || {
-                let _ = ready_tx.send(());
-            })
-        })?
-    };
-    if ready_rx.recv().is_err() {
-        let err = daemon.join().map_err(|_| anyhow::anyhow!("daemon panicked"))?;
-        return Err(anyhow::anyhow!(err.err().map_or("daemon stopped".into(), |e| e.to_string())))
-            .with_context(|| format!("cannot serve {}", dir.display()));
-    }
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, interrupted.clone())?;
     }
-    let unshare = Path::new("/usr/bin/unshare");
-    let mut cmd = if rustix::process::geteuid().is_root() && unshare.exists() {
-        let mut c = std::process::Command::new(unshare);
-        c.args(["--pid", "--fork", "--kill-child", "--"]).args(command);
-        c
-    } else {
-        let mut c = std::process::Command::new(&command[0]);
-        c.args(&command[1..]);
-        c
-    };
-    thaw::sys::process::kill_with_parent(&mut cmd);
-    let mut child = cmd.spawn().with_context(|| format!("cannot run {:?}", command[0]))?;
-    let mut forwarded: Option<std::time::Instant> = None;
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break Some(st);
-        }
-        if daemon.is_finished() {
-            // The daemon failed: stop the command rather than let it read holes.
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        if interrupted.load(Ordering::Relaxed) {
-            match forwarded {
-                None => {
-                    // To the command (the namespace's first process) and to unshare.
-                    for pid in command_pids(&child) {
-                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-                    }
-                    forwarded = Some(std::time::Instant::now());
-                }
-                Some(t) if t.elapsed() > std::time::Duration::from_secs(10) => {
-                    eprintln!("thaw: the command ignored SIGTERM for 10 s; killing it");
-                    let _ = child.kill(); // unshare --kill-child takes the namespace with it
-                    forwarded = Some(std::time::Instant::now());
-                }
-                Some(_) => {}
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    };
-    stop.store(true, Ordering::Relaxed);
-    let served = daemon.join().map_err(|_| anyhow::anyhow!("daemon panicked"))?;
-    let stats = served.with_context(|| format!("serving {} failed", dir.display()))?;
-    let Some(status) = status else {
-        bail!("the daemon stopped while the command ran; the command was killed");
-    };
-    eprintln!("thaw: {} events, {} written, {} files completed", stats.events, human(stats.bytes_written), stats.files_completed);
-    use std::os::unix::process::ExitStatusExt;
-    Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
-}
-
-/// The child and, when it is `unshare`, the command it forked.
-fn command_pids(child: &std::process::Child) -> Vec<rustix::process::Pid> {
-    let pid = child.id();
-    let mut out: Vec<_> = rustix::process::Pid::from_raw(pid as i32).into_iter().collect();
-    if let Ok(kids) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
-        out.extend(kids.split_whitespace().filter_map(|k| k.parse().ok()).filter_map(rustix::process::Pid::from_raw));
+    let out = hydrate::supervise::run(a, archive, dir, opts, command, &interrupted)
+        .with_context(|| format!("cannot run {:?} on {}", command[0], dir.display()))?;
+    if let Some(s) = &out.populated {
+        eprintln!("thaw: populated {} entries ({} stubs)", s.entries, s.stubs);
     }
-    out
+    let st = &out.stats;
+    eprintln!("thaw: {} events, {} written, {} files completed", st.events, human(st.bytes_written), st.files_completed);
+    Ok(out.code)
 }
 
 fn entry_json(e: &archive::Entry) -> serde_json::Value {

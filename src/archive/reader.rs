@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Where archive bytes come from: a local file now, HTTP/object storage later.
@@ -166,8 +166,15 @@ impl Archive {
         Ok(Archive { source, table, index, header, cache: FrameCache::new(DEFAULT_CACHE_BYTES), trailer_len: idx_len + seek_len })
     }
 
-    pub fn set_cache_budget(&mut self, bytes: usize) {
-        self.cache = FrameCache::new(bytes);
+    /// Sets the frame cache budget in bytes. Takes `&self` so it works on an
+    /// archive already shared (`thaw run` shares it with its daemon thread).
+    pub fn set_cache_budget(&self, bytes: usize) {
+        self.cache.budget.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The frame cache budget in bytes.
+    pub fn cache_budget(&self) -> usize {
+        self.cache.budget.load(Ordering::Relaxed)
     }
 
     pub fn index(&self) -> &Index {
@@ -310,7 +317,7 @@ struct Slot {
 /// Bounded LRU of decoded frames; concurrent requests for one frame share a
 /// single decode (the `OnceLock` runs one initializer, the others wait).
 struct FrameCache {
-    budget: usize,
+    budget: AtomicUsize,
     inner: Mutex<CacheInner>,
     decodes: AtomicU64,
 }
@@ -324,7 +331,7 @@ struct CacheInner {
 
 impl FrameCache {
     fn new(budget: usize) -> FrameCache {
-        FrameCache { budget, inner: Mutex::default(), decodes: AtomicU64::new(0) }
+        FrameCache { budget: AtomicUsize::new(budget), inner: Mutex::default(), decodes: AtomicU64::new(0) }
     }
 
     fn get(&self, i: usize, decode: impl FnOnce() -> Result<Vec<u8>, String>) -> Result<Arc<Vec<u8>>, String> {
@@ -353,7 +360,7 @@ impl FrameCache {
             Ok(data) if same && g.slots[&i].size == 0 => {
                 g.slots.get_mut(&i).unwrap().size = data.len();
                 g.bytes += data.len();
-                while g.bytes > self.budget && g.slots.len() > 1 {
+                while g.bytes > self.budget.load(Ordering::Relaxed) && g.slots.len() > 1 {
                     let victim = g.slots.iter().filter(|(&k, s)| k != i && s.size > 0).min_by_key(|(_, s)| s.last_use).map(|(&k, _)| k);
                     let Some(v) = victim else { break };
                     let s = g.slots.remove(&v).unwrap();

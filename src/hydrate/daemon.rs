@@ -1,92 +1,47 @@
-//! `thaw serve`: the daemon. The stub tree is cloned into a detached mount,
-//! the fanotify mount mark is put on it, and only then is it moved over
-//! `DIR`, so no reader can reach an unwatched stub through `DIR`. Each
-//! pre-content event is answered after the bytes it covers are in place.
-//! On SIGINT/SIGTERM the mount is detached first (new readers get ENOENT, not
-//! zeros), queued and in-flight events are finished, and statistics are
-//! saved. A guard process unmounts `DIR` if the daemon dies without doing so.
+//! `thaw serve`: the daemon. It puts the watched stub tree over `DIR`
+//! ([`ServedMount`]), reads fanotify events and routes them ([`Events`]):
+//! answered on the event thread when no work is needed, else by a worker that
+//! fills the stub first. On SIGINT/SIGTERM the mount is detached first (new
+//! readers get the empty `DIR`, not zeros), queued and in-flight events are
+//! finished, statistics are saved, and the guard takes over.
 
-use super::hydrator::{fd_path, Hydrator, Lookup};
+use super::events::{Events, OpenPolicy, Pending, Routed, Work, WATCH};
+use super::guard::MAX_EVENT_FD;
+use super::hydrator::{FileState, Hydrator};
+use super::mount::{GuardOptions, ServedMount};
 use super::Error;
 use crate::archive::Archive;
-use crate::sys::fanotify::{Event, Fanotify, Mask, Response};
+use crate::sys::fanotify::Fanotify;
 use crate::tree::stage::Stage;
-use rustix::fs::{self as rfs, AtFlags, StatxFlags};
-use rustix::mount::{self as rmount, MoveMountFlags, OpenTreeFlags, UnmountFlags};
-use std::io::{Read, Write};
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Which processes get a whole stub hydrated when they open it: hole-aware
-/// copiers ask SEEK_DATA (which raises no event) and would copy zeros.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OpenPolicy {
-    /// Processes whose `comm` is in the list.
-    Copiers(Vec<String>),
-    /// Every open of a stub hydrates it whole.
-    All,
-    /// No open-time hydration.
-    Never,
-}
-
-impl OpenPolicy {
-    pub fn default_copiers() -> OpenPolicy {
-        OpenPolicy::Copiers(
-            [
-                "cp",
-                "tar",
-                "bsdtar",
-                "gtar",
-                "rsync",
-                "cpio",
-                "pax",
-                "star",
-                "mv",
-                "install",
-                "ditto",
-                "zip",
-                "7z",
-                "7za",
-                "restic",
-                "borg",
-                "duplicity",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        )
-    }
-
-    fn hydrate_on_open(&self, pid: i32) -> bool {
-        match self {
-            OpenPolicy::All => true,
-            OpenPolicy::Never => false,
-            OpenPolicy::Copiers(list) => {
-                std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| list.iter().any(|l| l == c.trim_end())).unwrap_or(false)
-            }
-        }
-    }
-}
-
+/// How `thaw serve` behaves.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Worker threads answering events (they block on IO, so more than cores).
     pub workers: usize,
     /// Chunks hydrated ahead of a sequential reader.
     pub readahead: usize,
+    /// Who gets a whole stub on open.
     pub open_policy: OpenPolicy,
-    /// A `thaw` executable to run as the unmount guard (`thaw __guard`), if any.
-    pub guard_exe: Option<PathBuf>,
+    /// The guard process, if any (see [`super::guard`]).
+    pub guard: Option<GuardOptions>,
     /// Frame cache budget in bytes.
     pub cache_bytes: usize,
-    /// Print one line per event to stderr.
+    /// Log one line per event.
     pub verbose: bool,
     /// After DIR is detached at shutdown, keep answering readers that still
     /// hold stubs open until they have been quiet this long.
     pub drain: Duration,
+    /// Longest a reader waits for its event before it gets EIO.
+    pub event_timeout: Duration,
+    /// Fault injection for tests: a worker handling an event whose path
+    /// contains this string panics (from `THAW_INJECT_PANIC`).
+    pub inject_panic: Option<String>,
 }
 
 impl Default for ServeOptions {
@@ -96,28 +51,43 @@ impl Default for ServeOptions {
             workers: (cores * 4).max(8),
             readahead: cores * 4,
             open_policy: OpenPolicy::default_copiers(),
-            guard_exe: None,
+            guard: None,
             cache_bytes: crate::archive::reader::DEFAULT_CACHE_BYTES,
             verbose: false,
             drain: Duration::from_millis(300),
+            event_timeout: Duration::from_secs(60),
+            inject_panic: std::env::var("THAW_INJECT_PANIC").ok().filter(|s| !s.is_empty()),
         }
     }
 }
 
-/// Counters saved to `DIR/.thaw/stats.json` while serving and at exit.
+/// Counters saved to the stage's `stats.json` while serving and at exit.
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ServeStats {
+    /// The daemon's pid.
     pub pid: u32,
+    /// True while serving.
     pub serving: bool,
+    /// Events answered.
     pub events: u64,
+    /// Events answered with an error.
     pub events_denied: u64,
+    /// Events answered with EIO because no answer came in time.
+    #[serde(default)]
+    pub events_timed_out: u64,
+    /// Kernel queue overflows.
     pub queue_overflows: u64,
+    /// Chunks written into stubs.
     pub chunks_written: u64,
+    /// Bytes written into stubs.
     pub bytes_written: u64,
+    /// Stubs completed.
     pub files_completed: u64,
+    /// Frames decoded.
     pub frames_decoded: u64,
     /// Total daemon time spent answering events, in microseconds.
     pub event_time_us: u64,
+    /// Seconds served.
     pub uptime_s: f64,
 }
 
@@ -125,7 +95,9 @@ type Job = Box<dyn FnOnce() + Send>;
 
 /// Event workers: plain threads on a channel. (Not rayon: its idle workers
 /// spin in sched_yield, taking the CPU the frame decoders need, and workers
-/// here block on IO and on chunks other workers are writing.)
+/// here block on IO and on chunks other workers are writing.) A job that
+/// panics is caught so the thread lives on; its event is answered by
+/// [`Pending`]'s drop.
 struct Workers {
     tx: Option<std::sync::mpsc::Sender<Job>>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -139,9 +111,11 @@ impl Workers {
             .map(|i| {
                 let rx = rx.clone();
                 std::thread::Builder::new().name(format!("thaw-event-{i}")).spawn(move || loop {
-                    let job = rx.lock().unwrap().recv();
+                    let job = super::chunks::lock(&rx).recv();
                     match job {
-                        Ok(job) => job(),
+                        Ok(job) => {
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        }
                         Err(_) => return,
                     }
                 })
@@ -165,192 +139,117 @@ impl Workers {
     }
 }
 
+/// What every event thread and worker shares.
 struct Ctx {
-    fan: Fanotify,
+    events: Arc<Events>,
     workers: Workers,
     hydrator: Hydrator,
     opts: ServeOptions,
-    events: AtomicU64,
-    denied: AtomicU64,
-    overflows: AtomicU64,
-    event_ns: AtomicU64,
-    inflight: AtomicUsize,
-}
-
-const WATCH: Mask = Mask::PRE_ACCESS.union(Mask::OPEN_PERM);
-
-/// What the event thread did with an event.
-enum Inline {
-    Answered,
-    /// Needs decoding, writing or logging: for a worker.
-    ToWorker(Event),
+    /// Readahead jobs queued or running.
+    background: std::sync::atomic::AtomicUsize,
 }
 
 impl Ctx {
-    fn handle(self: &Arc<Self>, ev: Event) {
-        let t0 = Instant::now();
-        let Some(fd) = ev.fd() else {
-            if ev.is_overflow() {
-                self.overflows.fetch_add(1, Ordering::Relaxed);
-                eprintln!("thaw: warning: fanotify queue overflow (notification events lost; permission events are never dropped)");
-            }
-            return;
-        };
-        let resp = self.decide(&ev);
-        if matches!(resp, Response::DenyErrno(_)) {
-            self.denied.fetch_add(1, Ordering::Relaxed);
-        }
-        if ev.needs_response() {
-            if let Err(e) = self.fan.respond(fd, resp) {
-                eprintln!("thaw: {}: cannot answer event: {e}", fd_path(fd));
+    /// Reads what is queued and routes each event.
+    fn dispatch(self: &Arc<Self>, buf: &mut [u8]) -> Result<(), Error> {
+        let events = self.events.fan().read_events(buf).map_err(|e| Error::io("fanotify", e))?;
+        for ev in events {
+            match self.events.route(&self.hydrator, ev) {
+                None | Some(Routed::Answered(None)) => {}
+                Some(Routed::Answered(Some((st, k)))) => self.spawn_readahead(st, k, None),
+                Some(Routed::Work(p, work)) => {
+                    let c = self.clone();
+                    self.workers.spawn(move || c.work(p, work));
+                }
             }
         }
-        if self.opts.verbose {
-            eprintln!("thaw: event {:?} pid {} {:?} {} -> {:?}", ev.mask, ev.pid, ev.range, fd_path(fd), resp);
-        }
-        self.events.fetch_add(1, Ordering::Relaxed);
-        self.event_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        Ok(())
     }
 
-    /// Answers `ev` at once if that needs no decoding or writing (a file that
-    /// is not a stub, an open by a program that is not a copier, a range
-    /// already in place); otherwise hands it back for a worker.
-    fn try_inline(self: &Arc<Self>, ev: Event) -> Inline {
-        let t0 = Instant::now();
-        let Some(fd) = ev.fd() else { return Inline::ToWorker(ev) };
-        let (st, size) = match self.hydrator.lookup(fd) {
-            Ok(Lookup::Stub(st, size)) => (st, size),
-            Ok(Lookup::NotStub) => {
-                self.allow_not_stub(fd);
-                return self.answered_inline(&ev, t0);
-            }
-            Err(_) => return Inline::ToWorker(ev), // the worker path logs it and answers EIO
-        };
-        if ev.mask.contains(Mask::OPEN_PERM) {
-            if self.opts.open_policy.hydrate_on_open(ev.pid) {
-                return Inline::ToWorker(ev);
-            }
-        } else {
-            let Some(range) = ev.range else { return Inline::ToWorker(ev) };
-            let Some(r) = self.hydrator.ready(&st, size, range.offset, range.end()) else { return Inline::ToWorker(ev) };
-            if r.complete {
-                return Inline::ToWorker(ev); // finishing the file writes an xattr: worker
-            }
-            if let Some(k) = r.readahead_from {
-                self.spawn_readahead(st, k, fd);
-            }
+    /// A worker's part: fill what the event needs, answer, then finish or read ahead.
+    fn work(self: &Arc<Self>, p: Arc<Pending>, work: Work) {
+        if self.opts.inject_panic.as_ref().is_some_and(|s| p.path().contains(s.as_str())) {
+            panic!("THAW_INJECT_PANIC: injected panic for {}", p.path());
         }
-        self.answered_inline(&ev, t0)
-    }
-
-    /// Allows a non-stub's event and stops hearing about that file.
-    fn allow_not_stub(&self, fd: std::os::fd::BorrowedFd<'_>) {
-        if rfs::fstat(fd).is_ok_and(|s| rfs::FileType::from_raw_mode(s.st_mode) == rfs::FileType::RegularFile) {
-            let _ = self.fan.ignore_inode(fd, WATCH);
-        }
-    }
-
-    /// Sends Allow for an event handled on the event thread.
-    fn answered_inline(&self, ev: &Event, t0: Instant) -> Inline {
-        let fd = ev.fd().expect("events handled inline carry an fd");
-        if ev.needs_response() {
-            if let Err(e) = self.fan.respond(fd, Response::Allow) {
-                eprintln!("thaw: {}: cannot answer event: {e}", fd_path(fd));
-            }
-        }
-        if self.opts.verbose {
-            eprintln!("thaw: event {:?} pid {} {:?} {} -> Allow (on the event thread)", ev.mask, ev.pid, ev.range, fd_path(fd));
-        }
-        self.events.fetch_add(1, Ordering::Relaxed);
-        self.event_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        Inline::Answered
-    }
-
-    fn decide(self: &Arc<Self>, ev: &Event) -> Response {
-        let fd = ev.fd().expect("checked");
-        let st = match self.hydrator.lookup(fd) {
-            Ok(Lookup::NotStub) => {
-                // Complete or user-made file: stop hearing about it.
-                self.allow_not_stub(fd);
-                return Response::Allow;
-            }
-            Ok(Lookup::Stub(st, _)) => st,
-            Err(e) => {
-                eprintln!("thaw: {e}");
-                return Response::DenyErrno(libc::EIO);
+        let fd = p.fd();
+        let (st, r) = match work {
+            Work::Finish(st) => (st, Ok(super::hydrator::Ensured { complete: true, readahead_from: None })),
+            Work::Ensure(st, start, end) => {
+                let r = self.hydrator.ensure(&st, fd, start, end);
+                (st, r)
             }
         };
-        let (start, end) = if ev.mask.contains(Mask::OPEN_PERM) {
-            if !self.opts.open_policy.hydrate_on_open(ev.pid) {
-                return Response::Allow;
-            }
-            (0, u64::MAX)
-        } else {
-            match ev.range {
-                Some(r) => (r.offset, r.end()),
-                None => (0, u64::MAX),
-            }
-        };
-        match self.hydrator.ensure(&st, fd, start, end) {
+        match r {
             Ok(r) => {
                 if r.complete {
-                    match self.hydrator.finish(&st, fd) {
-                        Ok(true) => {
-                            let _ = self.fan.ignore_inode(fd, WATCH);
-                        }
-                        Ok(false) => {}
-                        Err(e) => eprintln!("thaw: {e}"),
-                    }
+                    self.finish(&st, fd);
                 } else if let Some(k) = r.readahead_from {
-                    self.spawn_readahead(st, k, fd);
+                    self.spawn_readahead(st, k, Some(fd));
                 }
-                Response::Allow
+                p.answer(Ok(()));
             }
             Err(e) => {
-                eprintln!("thaw: {e}");
-                Response::DenyErrno(libc::EIO)
+                p.answer(Err(e));
             }
         }
     }
 
-    fn spawn_readahead(self: &Arc<Self>, st: Arc<super::hydrator::FileState>, from: usize, fd: std::os::fd::BorrowedFd<'_>) {
+    /// A complete stub becomes an ordinary file, read from now on at native speed.
+    fn finish(&self, st: &FileState, fd: std::os::fd::BorrowedFd<'_>) {
+        match self.hydrator.finish(st, fd) {
+            Ok(true) => {
+                let _ = self.events.fan().ignore_inode(fd, WATCH);
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!("{}", super::chain(&e)),
+        }
+    }
+
+    /// Hydrates ahead of a sequential reader, through a handle the file keeps
+    /// (made from `fd` if it has none yet).
+    fn spawn_readahead(self: &Arc<Self>, st: Arc<FileState>, from: usize, fd: Option<std::os::fd::BorrowedFd<'_>>) {
         let n = self.opts.readahead;
-        if n == 0 || st.keep_handle(fd).is_none() {
+        let has = match fd {
+            Some(fd) => st.keep_handle(fd).is_some(),
+            None => st.handle().is_some(),
+        };
+        if n == 0 || !has {
             return;
         }
-        self.inflight.fetch_add(1, Ordering::SeqCst);
+        self.background.fetch_add(1, Ordering::SeqCst);
         let ctx = self.clone();
         self.workers.spawn(move || {
             if ctx.hydrator.readahead(&st, from, n) {
                 if let Some(file) = st.handle() {
-                    let _ = ctx.fan.ignore_inode(file.as_fd(), WATCH);
+                    let _ = ctx.events.fan().ignore_inode(file.as_fd(), WATCH);
                 }
             }
-            ctx.inflight.fetch_sub(1, Ordering::SeqCst);
+            ctx.background.fetch_sub(1, Ordering::SeqCst);
         });
     }
 
     fn stats(&self, started: Instant, serving: bool) -> ServeStats {
-        let s = &self.hydrator.stats;
+        let (s, c) = (&self.hydrator.stats, &self.events.counters);
         ServeStats {
             pid: std::process::id(),
             serving,
-            events: self.events.load(Ordering::Relaxed),
-            events_denied: self.denied.load(Ordering::Relaxed),
-            queue_overflows: self.overflows.load(Ordering::Relaxed),
+            events: c.events.load(Ordering::Relaxed),
+            events_denied: c.denied.load(Ordering::Relaxed),
+            events_timed_out: c.timed_out.load(Ordering::Relaxed),
+            queue_overflows: c.overflows.load(Ordering::Relaxed),
             chunks_written: s.chunks_written.load(Ordering::Relaxed),
             bytes_written: s.bytes_written.load(Ordering::Relaxed),
             files_completed: s.files_completed.load(Ordering::Relaxed),
             frames_decoded: self.hydrator.archive().frames_decoded(),
-            event_time_us: self.event_ns.load(Ordering::Relaxed) / 1000,
+            event_time_us: c.event_ns.load(Ordering::Relaxed) / 1000,
             uptime_s: started.elapsed().as_secs_f64(),
         }
     }
-}
 
-/// Mount id of the mount `path` is on.
-fn mount_id(path: &Path) -> Option<u64> {
-    rfs::statx(rfs::CWD, path, AtFlags::empty(), StatxFlags::MNT_ID).ok().map(|s| s.stx_mnt_id)
+    /// True while events handed on or readahead jobs are unfinished.
+    fn busy(&self) -> bool {
+        self.events.in_flight() > 0 || self.background.load(Ordering::SeqCst) > 0
+    }
 }
 
 /// Serves `dir` until `stop` is set. `on_ready` runs once `dir` shows the
@@ -365,126 +264,95 @@ pub fn serve(
     let started = Instant::now();
     let stage = Stage::new(dir);
     stage.check_archive(&archive)?;
+    let _lock = lock_stage(&stage)?;
     let shown = dir.display().to_string();
-    // One daemon per tree.
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(stage.lock_path())
-        .map_err(|e| Error::io(stage.lock_path().display(), e))?;
-    rfs::flock(&lock, rfs::FlockOperation::NonBlockingLockExclusive)
-        .map_err(|_| Error::Setup(format!("{shown}: another thaw daemon is serving it")))?;
     if stage.is_served() {
         return Err(Error::Setup(format!(
             "{shown}: already mounted over by a stub tree (a dead daemon's guard should have removed it; `umount {shown}`)"
         )));
     }
-    // Every event carries an fd and readahead keeps some: use all the fds we may.
-    let mut lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    if lim.current < lim.maximum {
-        lim.current = lim.maximum;
-        let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, lim);
-    }
+    raise_fd_limit();
     // Everything that can fail happens before DIR is mounted over.
     let workers = Workers::new(opts.workers).map_err(|e| Error::Setup(format!("worker threads: {e}")))?;
-    let mut archive = archive;
-    if let Some(a) = Arc::get_mut(&mut archive) {
-        a.set_cache_budget(opts.cache_bytes);
-    }
+    archive.set_cache_budget(opts.cache_bytes);
     let fan = Fanotify::new_pre_content()
         .map_err(|e| Error::Setup(format!("fanotify_init: {e} (needs root and a kernel with fanotify pre-content events, 6.14+)")))?;
-    let tree = stage.tree();
-    let clone = rmount::open_tree(rfs::CWD, &tree, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC)
-        .map_err(|e| Error::io(tree.display(), e))?;
-    fan.mark_mount_fd(clone.as_fd(), WATCH).map_err(|e| {
-        Error::Setup(format!("{}: cannot watch it: {e} (pre-content marks need ext4, xfs or btrfs, not tmpfs)", tree.display()))
-    })?;
-    rmount::move_mount(clone.as_fd(), "", rfs::CWD, dir, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH).map_err(|e| Error::io(&shown, e))?;
-    drop(clone);
-    let our_mount = mount_id(dir);
-    let mut guard = match (&opts.guard_exe, our_mount) {
-        (Some(exe), Some(id)) => spawn_guard(exe, dir, id),
-        _ => None,
-    };
-    let ctx = Arc::new(Ctx {
-        fan,
-        workers,
-        hydrator: Hydrator::new(archive),
-        opts,
-        events: AtomicU64::new(0),
-        denied: AtomicU64::new(0),
-        overflows: AtomicU64::new(0),
-        event_ns: AtomicU64::new(0),
-        inflight: AtomicUsize::new(0),
-    });
+    let mut mount = ServedMount::attach(&fan, &stage.tree(), dir, opts.guard.as_ref())?;
+    let events = Events::new(fan, opts.open_policy.clone(), opts.verbose, opts.event_timeout);
+    let ctx = Arc::new(Ctx { events, workers, hydrator: Hydrator::new(archive), opts, background: Default::default() });
     save_stats(&stage, &ctx.stats(started, true));
     on_ready();
     let mut buf = vec![0u8; 64 * 1024];
-    let mut last_save = Instant::now();
-    let result = (|| -> Result<(), Error> {
-        while !stop.load(Ordering::Relaxed) {
-            if ctx.fan.wait_readable(Some(Duration::from_millis(50))).map_err(|e| Error::io("fanotify", e))? {
-                dispatch(&ctx, &mut buf)?;
-            }
-            if last_save.elapsed() > Duration::from_secs(1) {
-                save_stats(&stage, &ctx.stats(started, true));
-                last_save = Instant::now();
-            }
-        }
-        Ok(())
-    })();
+    let result = serve_until(&ctx, &stage, stop, started, &mut buf);
     // Shutdown: detach DIR so nobody new reaches the stubs, then finish
     // whatever readers with open files still ask for.
-    if our_mount.is_some() && mount_id(dir) == our_mount {
-        if let Err(e) = rmount::unmount(dir, UnmountFlags::DETACH) {
-            eprintln!("thaw: {shown}: cannot unmount: {e}");
-        }
-    }
-    let mut quiet_since = Instant::now();
-    let drain = ctx.opts.drain;
-    while quiet_since.elapsed() < drain || ctx.inflight.load(Ordering::SeqCst) > 0 {
-        match ctx.fan.wait_readable(Some(Duration::from_millis(20))) {
-            Ok(true) => {
-                if dispatch(&ctx, &mut buf).is_err() {
-                    break;
-                }
-                quiet_since = Instant::now();
-            }
-            Ok(false) => {}
-            Err(_) => break,
-        }
-    }
-    while ctx.inflight.load(Ordering::SeqCst) > 0 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    mount.detach();
+    drain(&ctx, &mut buf);
     let stats = ctx.stats(started, false);
     // Nothing is queued any more: end the worker threads (they hold `ctx`).
     if let Some(c) = Arc::into_inner(ctx) {
         c.workers.finish();
     }
     save_stats(&stage, &stats);
-    if let Some(g) = guard.as_mut() {
-        drop(g.stdin.take());
-        let _ = g.wait();
-    }
-    drop(lock);
+    mount.stop(); // the guard takes over
     result.map(|()| stats)
 }
 
-fn dispatch(ctx: &Arc<Ctx>, buf: &mut [u8]) -> Result<(), Error> {
-    let events = ctx.fan.read_events(buf).map_err(|e| Error::io("fanotify", e))?;
-    for ev in events {
-        // Ranges already in place are answered right here: no thread handoff.
-        let Inline::ToWorker(ev) = ctx.try_inline(ev) else { continue };
-        ctx.inflight.fetch_add(1, Ordering::SeqCst);
-        let c = ctx.clone();
-        ctx.workers.spawn(move || {
-            c.handle(ev);
-            c.inflight.fetch_sub(1, Ordering::SeqCst);
-        });
+/// The event loop: dispatch, sweep deadlines, save statistics each second.
+fn serve_until(ctx: &Arc<Ctx>, stage: &Stage, stop: &AtomicBool, started: Instant, buf: &mut [u8]) -> Result<(), Error> {
+    let mut last_save = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if ctx.events.fan().wait_readable(Some(Duration::from_millis(50))).map_err(|e| Error::io("fanotify", e))? {
+            ctx.dispatch(buf)?;
+        }
+        if last_save.elapsed() > Duration::from_secs(1) {
+            ctx.events.sweep();
+            save_stats(stage, &ctx.stats(started, true));
+            last_save = Instant::now();
+        }
     }
     Ok(())
+}
+
+/// After the detach: answer readers that still hold stubs until they have
+/// been quiet for the drain time and nothing is in flight.
+fn drain(ctx: &Arc<Ctx>, buf: &mut [u8]) {
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < ctx.opts.drain || ctx.busy() {
+        match ctx.events.fan().wait_readable(Some(Duration::from_millis(20))) {
+            Ok(true) => {
+                if ctx.dispatch(buf).is_err() {
+                    break;
+                }
+                quiet_since = Instant::now();
+            }
+            Ok(false) => {
+                ctx.events.sweep();
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+/// One daemon per tree: an exclusive lock on the stage's lock file.
+fn lock_stage(stage: &Stage) -> Result<std::fs::File, Error> {
+    let p = stage.lock_path();
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&p).map_err(|e| Error::io(p.display(), e))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(|_| Error::Setup(format!("{}: another thaw daemon is serving it", stage.dir.display())))?;
+    Ok(lock)
+}
+
+/// Every event carries an fd and readahead keeps some: use as many as the
+/// guard can sweep after a crash (see [`MAX_EVENT_FD`]).
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    let want = lim.maximum.unwrap_or(u64::MAX).min(MAX_EVENT_FD as u64);
+    if lim.current.is_some_and(|c| c != want) {
+        lim.current = Some(want);
+        let _ = setrlimit(Resource::Nofile, lim);
+    }
 }
 
 fn save_stats(stage: &Stage, stats: &ServeStats) {
@@ -498,39 +366,4 @@ fn save_stats(stage: &Stage, stats: &ServeStats) {
 /// Reads the last saved statistics of a tree.
 pub fn load_stats(stage: &Stage) -> Option<ServeStats> {
     serde_json::from_slice(&std::fs::read(stage.stats_path()).ok()?).ok()
-}
-
-fn spawn_guard(exe: &Path, dir: &Path, mount: u64) -> Option<std::process::Child> {
-    use std::os::unix::process::CommandExt;
-    std::process::Command::new(exe)
-        .arg("__guard")
-        .arg(dir)
-        .arg(mount.to_string())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| eprintln!("thaw: warning: cannot start the unmount guard: {e}"))
-        .ok()
-}
-
-/// The guard: waits until the daemon's end of the pipe closes (however the
-/// daemon ended), then detaches `dir` if the daemon's mount is still there,
-/// so readers get ENOENT instead of zeros from an unserved stub.
-pub fn guard_main(dir: &Path, mount: u64) -> i32 {
-    let mut sink = [0u8; 64];
-    let mut stdin = std::io::stdin();
-    while let Ok(n) = stdin.read(&mut sink) {
-        if n == 0 {
-            break;
-        }
-    }
-    if mount_id(dir) == Some(mount) {
-        if let Err(e) = rmount::unmount(dir, UnmountFlags::DETACH) {
-            let _ = writeln!(std::io::stderr(), "thaw guard: {}: cannot unmount: {e}", dir.display());
-            return 1;
-        }
-        let _ = writeln!(std::io::stderr(), "thaw guard: the daemon for {} ended without unmounting it; unmounted", dir.display());
-    }
-    0
 }

@@ -1,74 +1,59 @@
-//! Fills stubs: finds which archive entry a stub is (marker xattr), which of
-//! its chunks are in place (allocated blocks), and writes missing chunks with
-//! each chunk written by exactly one thread even under concurrent demand.
+//! Fills stubs: finds which archive entry a stub is (its marker), which of its
+//! chunks are in place (its allocated blocks, see [`ChunkMap`]), and writes the
+//! missing ones, each chunk by exactly one thread even under concurrent demand.
 
+use super::chunks::{lock, ChunkMap};
 use super::Error;
 use crate::archive::{Archive, Entry, EntryKind};
 use crate::tree::marker::{self, Marker};
-use rustix::fs::{self as rfs, SeekFrom, Timespec, Timestamps};
+use rustix::fs::{self as rfs, FallocateFlags, Timespec, Timestamps};
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    Missing,
-    Busy,
-    Done,
-}
+pub use super::chunks::data_extents;
 
 /// What is known about one stub inode while it is being hydrated.
 pub struct FileState {
+    /// (device, inode) of the stub.
     pub key: (u64, u64),
+    /// Index of its archive entry.
     pub entry: usize,
-    /// File byte ranges of the chunks, in order.
-    chunks: Vec<(u64, u64)>,
-    state: Mutex<FileInner>,
-    cv: Condvar,
+    /// Its chunks and who writes them.
+    pub chunks: ChunkMap,
+    meta: Mutex<Meta>,
     /// A handle for background work (readahead), duplicated from an event fd
     /// the first time a reader looks sequential; most stubs never hold one.
-    file: std::sync::OnceLock<File>,
+    file: OnceLock<File>,
 }
 
-struct FileInner {
-    chunks: Vec<Chunk>,
-    done: usize,
+/// The per-file state besides the chunks. Lock order: `meta` before the chunk map.
+struct Meta {
     /// Chunk most recently asked for (sequential-read detection).
     last: Option<usize>,
     /// Writers in progress and the mtime to put back when the last one ends.
     writers: usize,
     saved_mtime: Option<Timespec>,
     finished: bool,
-    /// Smallest size the file has had: archive bytes from here on are the user's business.
+    /// Smallest size the file has had: archive bytes from here on are the user's.
     limit: u64,
     marker: Marker,
+    /// The archive entry's mtime: any other mtime means a user wrote or touched the file.
+    entry_mtime: Timespec,
 }
 
 impl FileState {
-    /// Chunks overlapping `[start, end)`.
-    fn wanted(&self, start: u64, end: u64) -> std::ops::Range<usize> {
-        if start >= end {
-            return 0..0;
-        }
-        self.chunks.partition_point(|&(_, e)| e <= start)..self.chunks.partition_point(|&(s, _)| s < end)
-    }
-
     /// Records an access; returns where to read ahead when it looks sequential.
-    fn note_access(&self, g: &mut FileInner, wanted: &std::ops::Range<usize>) -> Option<usize> {
+    fn note_access(&self, m: &mut Meta, wanted: &std::ops::Range<usize>) -> Option<usize> {
         if wanted.is_empty() {
             return None;
         }
         let (f, l) = (wanted.start, wanted.end - 1);
-        let ahead = (g.last.is_some_and(|p| p + 1 == f) && l + 1 < self.chunks.len()).then_some(l + 1);
-        g.last = Some(l);
+        let ahead = (m.last.is_some_and(|p| p + 1 == f) && l + 1 < self.chunks.len()).then_some(l + 1);
+        m.last = Some(l);
         ahead
-    }
-
-    pub fn is_complete(&self) -> bool {
-        let g = self.state.lock().unwrap();
-        g.done == self.chunks.len()
     }
 
     /// The background handle, if one was kept.
@@ -87,8 +72,9 @@ impl FileState {
         self.file.get()
     }
 
-    pub fn chunk_count(&self) -> usize {
-        self.chunks.len()
+    /// True once the file is complete and nobody is writing or finishing it.
+    fn ready_to_finish(&self, m: &Meta) -> bool {
+        m.writers == 0 && !m.finished && self.chunks.complete()
     }
 }
 
@@ -100,35 +86,43 @@ pub enum Lookup {
     Stub(Arc<FileState>, u64),
 }
 
+/// Counters of the hydration work done.
 #[derive(Default, Debug)]
 pub struct Stats {
+    /// Chunks written into stubs.
     pub chunks_written: AtomicU64,
+    /// Bytes written into stubs.
     pub bytes_written: AtomicU64,
+    /// Stubs that became complete files.
     pub files_completed: AtomicU64,
 }
 
+/// Fills the stubs of one archive; shared by every thread serving a tree.
 pub struct Hydrator {
     archive: Arc<Archive>,
     id_hex: String,
     files: Mutex<HashMap<(u64, u64), Arc<FileState>>>,
+    /// What was written so far.
     pub stats: Stats,
 }
 
-/// Outcome of [`Hydrator::ensure`].
+/// Outcome of [`Hydrator::ensure`] and [`Hydrator::ready`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ensured {
-    pub wrote: bool,
+    /// Every chunk is in place and the file can be finished.
     pub complete: bool,
     /// The chunk after the range, when the access looks sequential.
     pub readahead_from: Option<usize>,
 }
 
 impl Hydrator {
+    /// A hydrator for stubs of `archive`.
     pub fn new(archive: Arc<Archive>) -> Hydrator {
         let id_hex = archive.id_hex();
         Hydrator { archive, id_hex, files: Mutex::default(), stats: Stats::default() }
     }
 
+    /// The archive the stubs come from.
     pub fn archive(&self) -> &Archive {
         &self.archive
     }
@@ -154,171 +148,156 @@ impl Hydrator {
             return Ok(Lookup::NotStub);
         }
         let key = (st.st_dev, st.st_ino);
-        if let Some(s) = self.files.lock().unwrap().get(&key) {
+        if let Some(s) = lock(&self.files).get(&key) {
             return Ok(Lookup::Stub(s.clone(), st.st_size as u64));
         }
-        let marker = match marker::read(fd).map_err(|e| Error::io(fd_path(fd), e))? {
-            Some(m) => m,
-            None => return Ok(Lookup::NotStub),
+        let Some(marker) = marker::read(fd).map_err(|e| Error::stub(fd_path(fd), e.to_string()))? else {
+            return Ok(Lookup::NotStub);
         };
-        if marker.ino != st.st_ino {
-            return Err(Error::Stub {
-                path: fd_path(fd),
-                why: format!("marker made for inode {} is on inode {}: copied, not a stub thaw made", marker.ino, st.st_ino),
-            });
-        }
-        let (id, idx) = (&marker.id, marker.entry);
-        if *id != self.id_hex {
-            return Err(Error::Stub { path: fd_path(fd), why: format!("stub of archive {id}, but serving {}", self.id_hex) });
-        }
-        let entry = self
-            .archive
-            .index()
-            .get(idx)
-            .filter(|e| matches!(e.kind, EntryKind::File | EntryKind::Hardlink))
-            .ok_or_else(|| Error::Stub { path: fd_path(fd), why: format!("marker names entry {idx}, which is not a file") })?;
-        let chunks = self.chunks_of(entry);
+        let entry = self.check_stub(fd, &st, &marker)?;
         let limit = marker.limit.unwrap_or(u64::MAX);
-        let present = present_chunks(fd, &chunks, (st.st_size as u64).min(limit)).map_err(|e| Error::io(fd_path(fd), e))?;
-        let done = present.iter().filter(|&&p| p == Chunk::Done).count();
+        let chunks =
+            ChunkMap::from_file(fd, self.chunks_of(entry), (st.st_size as u64).min(limit)).map_err(|e| Error::io(fd_path(fd), e))?;
+        let entry_mtime = Timespec { tv_sec: entry.mtime, tv_nsec: i64::from(entry.mtime_nsec) as _ };
         let state = Arc::new(FileState {
             key,
-            entry: idx,
+            entry: marker.entry,
             chunks,
-            state: Mutex::new(FileInner {
-                chunks: present,
-                done,
-                last: None,
-                writers: 0,
-                saved_mtime: None,
-                finished: false,
-                limit,
-                marker,
-            }),
-            cv: Condvar::new(),
-            file: std::sync::OnceLock::new(),
+            meta: Mutex::new(Meta { last: None, writers: 0, saved_mtime: None, finished: false, limit, marker, entry_mtime }),
+            file: OnceLock::new(),
         });
-        let mut files = self.files.lock().unwrap();
-        let s = files.entry(key).or_insert(state).clone();
+        let s = lock(&self.files).entry(key).or_insert(state).clone();
         Ok(Lookup::Stub(s, st.st_size as u64))
+    }
+
+    /// Checks that a marked file is a stub thaw made for this archive and that
+    /// filling it cannot show its bytes to anyone the entry would not: the
+    /// marker names this inode and a file entry, and the owner is the entry's
+    /// and the mode lets nobody read who could not read the entry.
+    fn check_stub(&self, fd: BorrowedFd<'_>, st: &rfs::Stat, m: &Marker) -> Result<&Entry, Error> {
+        let refuse = |why: String| Err(Error::Refused { path: fd_path(fd), why });
+        if m.id != self.id_hex {
+            return Err(Error::stub(fd_path(fd), format!("stub of archive {}, but serving {}", m.id, self.id_hex)));
+        }
+        if m.ino != st.st_ino {
+            return refuse(format!("marker made for inode {} is on inode {}: copied, not a stub thaw made", m.ino, st.st_ino));
+        }
+        let Some(entry) = self.archive.index().get(m.entry).filter(|e| matches!(e.kind, EntryKind::File | EntryKind::Hardlink)) else {
+            return Err(Error::stub(fd_path(fd), format!("marker names entry {}, which is not a file", m.entry)));
+        };
+        let d = self.archive.index().data_entry(entry);
+        if rustix::process::geteuid().is_root() && (st.st_uid != d.uid || st.st_gid != d.gid) {
+            return refuse(format!("owner {}:{} is not the entry's {}:{}", st.st_uid, st.st_gid, d.uid, d.gid));
+        }
+        let widened = st.st_mode & 0o044 & !d.mode;
+        if widened != 0 {
+            return refuse(format!(
+                "mode {:o} lets group or others read what the entry ({:o}) does not",
+                st.st_mode & 0o7777,
+                d.mode & 0o7777
+            ));
+        }
+        Ok(entry)
     }
 
     /// The fast path: `Some` when `[start, end)` is already in place and the
     /// file was not shrunk, so the event can be answered without any work.
     /// `cur_size` is the size [`Hydrator::lookup`] just read.
     pub fn ready(&self, st: &FileState, cur_size: u64, start: u64, end: u64) -> Option<Ensured> {
-        let mut g = st.state.lock().unwrap();
-        if cur_size < g.limit && cur_size < st.chunks.last().map_or(0, |c| c.1) {
+        let mut m = lock(&st.meta);
+        if cur_size < m.limit && cur_size < st.chunks.file_len() {
             return None; // a shrink to record: slow path
         }
-        let wanted = st.wanted(start, end.min(cur_size.min(g.limit)));
-        if !g.chunks[wanted.clone()].iter().all(|&c| c == Chunk::Done) {
+        let wanted = st.chunks.wanted(start, end.min(cur_size.min(m.limit)));
+        if !st.chunks.all_done(wanted.clone()) {
             return None;
         }
-        let readahead_from = st.note_access(&mut g, &wanted);
-        Some(Ensured { wrote: false, complete: g.done == st.chunks.len() && g.writers == 0 && !g.finished, readahead_from })
+        let readahead_from = st.note_access(&mut m, &wanted);
+        Some(Ensured { complete: st.ready_to_finish(&m), readahead_from })
     }
 
     /// Makes bytes `[start, end)` of the stub present, writing through `fd`.
     pub fn ensure(&self, st: &FileState, fd: BorrowedFd<'_>, start: u64, end: u64) -> Result<Ensured, Error> {
-        let mut out = Ensured::default();
-        let mut cur_size = rfs::fstat(fd).map_err(|e| Error::io(fd_path(fd), e))?.st_size as u64;
-        {
-            // A file smaller than its archive entry was shrunk by a user: what
-            // lies past that point is theirs from now on, even if they grow it
-            // again. Recorded in the marker before the access goes on.
-            let mut g = st.state.lock().unwrap();
-            if cur_size < g.limit && cur_size < st.chunks.last().map_or(0, |c| c.1) {
-                g.limit = cur_size;
-                g.marker.limit = Some(cur_size);
-                marker::write(fd, &g.marker).map_err(|e| Error::io(fd_path(fd), e))?;
-                for (k, &(s, _)) in st.chunks.iter().enumerate() {
-                    if s >= cur_size && g.chunks[k] == Chunk::Missing {
-                        g.chunks[k] = Chunk::Done;
-                        g.done += 1;
-                    }
-                }
-            }
-            cur_size = cur_size.min(g.limit);
+        let cur_size = self.record_user_changes(st, fd)?;
+        let wanted = st.chunks.wanted(start, end.min(cur_size));
+        let readahead_from = st.note_access(&mut lock(&st.meta), &wanted);
+        let (claim, theirs) = st.chunks.claim(wanted);
+        if !claim.is_empty() {
+            self.fill(st, fd, claim, cur_size)?;
         }
-        let wanted = st.wanted(start, end.min(cur_size));
-        let mut mine = Vec::new();
-        let mut theirs = Vec::new();
-        {
-            let mut g = st.state.lock().unwrap();
-            out.readahead_from = st.note_access(&mut g, &wanted);
-            for k in wanted {
-                match g.chunks[k] {
-                    Chunk::Missing => {
-                        g.chunks[k] = Chunk::Busy;
-                        mine.push(k);
-                    }
-                    Chunk::Busy => theirs.push(k),
-                    Chunk::Done => {}
-                }
-            }
-            if !mine.is_empty() {
-                if g.writers == 0 {
-                    // Read under the lock with no writer active, so it is the
-                    // file's own mtime and not one a write of ours just bumped.
-                    match rfs::fstat(fd) {
-                        Ok(s) => g.saved_mtime = Some(Timespec { tv_sec: s.st_mtime, tv_nsec: s.st_mtime_nsec as _ }),
-                        Err(e) => {
-                            // Give the claimed chunks back, or their waiters would wait forever.
-                            for &k in &mine {
-                                g.chunks[k] = Chunk::Missing;
-                            }
-                            st.cv.notify_all();
-                            return Err(Error::io(fd_path(fd), e));
-                        }
-                    }
-                }
-                g.writers += 1;
-            }
+        st.chunks.wait(&theirs).map_err(|e| Error::stub(fd_path(fd), e.to_string()))?;
+        Ok(Ensured { complete: st.ready_to_finish(&lock(&st.meta)), readahead_from })
+    }
+
+    /// Notes what a user did to the file, in its marker, before any access
+    /// goes on: a shrink (what lies past that point is theirs from now on,
+    /// even if they grow it again) and a write or touch (an mtime that is not
+    /// the entry's, while no writer of ours is changing it). Returns the size
+    /// up to which archive bytes may be written.
+    fn record_user_changes(&self, st: &FileState, fd: BorrowedFd<'_>) -> Result<u64, Error> {
+        let mut m = lock(&st.meta);
+        let s = rfs::fstat(fd).map_err(|e| Error::io(fd_path(fd), e))?;
+        let cur_size = s.st_size as u64;
+        let mut changed = false;
+        if cur_size < m.limit && cur_size < st.chunks.file_len() {
+            m.limit = cur_size;
+            m.marker.limit = Some(cur_size);
+            st.chunks.truncated_at(cur_size);
+            changed = true;
         }
+        let mtime = Timespec { tv_sec: s.st_mtime, tv_nsec: s.st_mtime_nsec as _ };
+        if m.writers == 0 && !m.marker.modified && mtime != m.entry_mtime {
+            m.marker.modified = true;
+            changed = true;
+        }
+        if changed {
+            marker::write(fd, &m.marker).map_err(|e| Error::io(fd_path(fd), e))?;
+        }
+        Ok(cur_size.min(m.limit))
+    }
+
+    /// Writes the claimed chunks, then puts the file's mtime back once the
+    /// last concurrent writer is done (our writes must not look like news to
+    /// `make`). A chunk that fails is punched out again, so no partial chunk
+    /// is left behind, and handed back by the claim.
+    fn fill(&self, st: &FileState, fd: BorrowedFd<'_>, mut claim: super::chunks::Claim<'_>, cur_size: u64) -> Result<(), Error> {
+        {
+            let mut m = lock(&st.meta);
+            if m.writers == 0 {
+                // Read under the lock with no writer active, so it is the
+                // file's own mtime and not one a write of ours just bumped.
+                let s = rfs::fstat(fd).map_err(|e| Error::io(fd_path(fd), e))?;
+                m.saved_mtime = Some(Timespec { tv_sec: s.st_mtime, tv_nsec: s.st_mtime_nsec as _ });
+            }
+            m.writers += 1;
+        }
+        let results = self.write_chunks(st, fd, claim.chunks(), cur_size);
         let mut first_err = None;
-        if !mine.is_empty() {
-            let results = self.write_chunks(st, fd, &mine, cur_size);
-            let mut g = st.state.lock().unwrap();
-            for (k, r) in results {
-                match r {
-                    Ok(()) => {
-                        g.chunks[k] = Chunk::Done;
-                        g.done += 1;
-                        out.wrote = true;
+        for (k, r) in results {
+            match r {
+                Ok(()) => claim.commit(k),
+                Err(e) => {
+                    let (s, e_) = st.chunks.range(k);
+                    let end = e_.min(cur_size);
+                    if s < end {
+                        let _ = rfs::fallocate(fd, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, s, end - s);
                     }
-                    Err(e) => {
-                        g.chunks[k] = Chunk::Missing;
-                        first_err.get_or_insert(e);
-                    }
+                    first_err.get_or_insert(e);
                 }
             }
-            g.writers -= 1;
-            if g.writers == 0 {
-                if let Some(t) = g.saved_mtime.take() {
-                    let times = Timestamps { last_access: Timespec { tv_sec: 0, tv_nsec: rfs::UTIME_OMIT }, last_modification: t };
-                    if let Err(e) = rfs::futimens(fd, &times) {
-                        first_err.get_or_insert(Error::io(fd_path(fd), e));
-                    }
+        }
+        drop(claim);
+        let mut m = lock(&st.meta);
+        m.writers -= 1;
+        if m.writers == 0 {
+            if let Some(t) = m.saved_mtime.take() {
+                let times = Timestamps { last_access: Timespec { tv_sec: 0, tv_nsec: rfs::UTIME_OMIT }, last_modification: t };
+                if let Err(e) = rfs::futimens(fd, &times) {
+                    first_err.get_or_insert(Error::io(fd_path(fd), e));
                 }
             }
-            st.cv.notify_all();
         }
-        if let Some(e) = first_err {
-            return Err(e);
-        }
-        // Wait for chunks other threads are writing.
-        let mut g = st.state.lock().unwrap();
-        for &k in &theirs {
-            while g.chunks[k] == Chunk::Busy {
-                g = st.cv.wait(g).unwrap();
-            }
-            if g.chunks[k] != Chunk::Done {
-                return Err(Error::Stub { path: fd_path(fd), why: "hydration of a chunk failed in another thread".into() });
-            }
-        }
-        out.complete = g.done == st.chunks.len() && g.writers == 0 && !g.finished;
-        Ok(out)
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Writes chunks, decoding several at once on plain scoped threads (not
@@ -337,7 +316,9 @@ impl Hydrator {
                     })
                 })
                 .collect();
-            handles.into_iter().flat_map(|h| h.join().expect("chunk writer panicked")).collect()
+            // A panicking decoder re-panics here; the caller's claim then gives
+            // its chunks back as it unwinds.
+            handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
         })
     }
 
@@ -345,7 +326,7 @@ impl Hydrator {
         let a = &self.archive;
         let entry = a.index().get(st.entry).expect("checked at lookup");
         let d = a.index().data_entry(entry);
-        let (cs, ce) = st.chunks[k];
+        let (cs, ce) = st.chunks.range(k);
         let ce = ce.min(cur_size);
         if cs >= ce {
             return Ok(()); // truncated away by the user
@@ -353,24 +334,13 @@ impl Hydrator {
         let t = a.seek_table();
         let mut written = 0u64;
         for i in a.frames_for(d, cs, ce - cs) {
-            let frame = a.frame(i).map_err(|e| Error::Stub { path: fd_path(fd), why: format!("archive {}: {e}", a.source_name()) })?;
+            let frame = a.frame(i).map_err(|e| Error::stub(fd_path(fd), format!("archive {}: {e}", a.source_name())))?;
             let f_start = t.stream_offset(i);
             let s = (d.data_offset + cs).max(f_start);
             let e = (d.data_offset + ce).min(f_start + frame.len() as u64);
-            let mut buf = &frame[(s - f_start) as usize..(e - f_start) as usize];
-            let mut off = s - d.data_offset;
-            while !buf.is_empty() {
-                match rustix::io::pwrite(fd, buf, off) {
-                    Ok(0) => return Err(Error::io(fd_path(fd), std::io::Error::from(std::io::ErrorKind::WriteZero))),
-                    Ok(n) => {
-                        buf = &buf[n..];
-                        off += n as u64;
-                        written += n as u64;
-                    }
-                    Err(rustix::io::Errno::INTR) => {}
-                    Err(e) => return Err(Error::io(fd_path(fd), e)),
-                }
-            }
+            let buf = &frame[(s - f_start) as usize..(e - f_start) as usize];
+            pwrite_all(fd, buf, s - d.data_offset)?;
+            written += buf.len() as u64;
         }
         self.stats.chunks_written.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes_written.fetch_add(written, Ordering::Relaxed);
@@ -381,14 +351,14 @@ impl Hydrator {
     /// forgets its state. Returns false if another thread already did.
     pub fn finish(&self, st: &FileState, fd: BorrowedFd<'_>) -> Result<bool, Error> {
         {
-            let mut g = st.state.lock().unwrap();
-            if g.finished || g.done != st.chunks.len() {
+            let mut m = lock(&st.meta);
+            if !st.ready_to_finish(&m) {
                 return Ok(false);
             }
-            g.finished = true;
+            m.finished = true;
         }
         marker::remove(fd).map_err(|e| Error::io(fd_path(fd), e))?;
-        self.files.lock().unwrap().remove(&st.key);
+        lock(&self.files).remove(&st.key);
         self.stats.files_completed.fetch_add(1, Ordering::Relaxed);
         Ok(true)
     }
@@ -398,8 +368,7 @@ impl Hydrator {
         match self.lookup(fd)? {
             Lookup::NotStub => Ok(false),
             Lookup::Stub(st, _) => {
-                let size = self.archive.index().get(st.entry).map_or(0, |e| self.archive.index().data_entry(e).size);
-                self.ensure(&st, fd, 0, size)?;
+                self.ensure(&st, fd, 0, st.chunks.file_len())?;
                 self.finish(&st, fd)
             }
         }
@@ -414,56 +383,30 @@ impl Hydrator {
         if from >= end_chunk {
             return false;
         }
-        let (s, _) = st.chunks[from];
-        let (_, e) = st.chunks[end_chunk - 1];
+        let (s, _) = st.chunks.range(from);
+        let (_, e) = st.chunks.range(end_chunk - 1);
         let fd = file.as_fd();
         match self.ensure(st, fd, s, e) {
             Ok(r) if r.complete => self.finish(st, fd).unwrap_or(false),
             _ => false,
         }
     }
-
-    pub fn pending_files(&self) -> usize {
-        self.files.lock().unwrap().len()
-    }
 }
 
-/// Which chunks are already in the stub, from its allocated extents.
-fn present_chunks(fd: BorrowedFd<'_>, chunks: &[(u64, u64)], size: u64) -> std::io::Result<Vec<Chunk>> {
-    let extents = data_extents(fd, size)?;
-    Ok(chunks
-        .iter()
-        .map(|&(s, e)| {
-            let e = e.min(size);
-            // Truncated away by the user: nothing to put back.
-            if s >= e || extents.iter().any(|&(ds, de)| ds <= s && e <= de) {
-                Chunk::Done
-            } else {
-                Chunk::Missing
+/// Writes all of `buf` at `off`, retrying short writes and EINTR.
+fn pwrite_all(fd: BorrowedFd<'_>, mut buf: &[u8], mut off: u64) -> Result<(), Error> {
+    while !buf.is_empty() {
+        match rustix::io::pwrite(fd, buf, off) {
+            Ok(0) => return Err(Error::io(fd_path(fd), std::io::Error::from(std::io::ErrorKind::WriteZero))),
+            Ok(n) => {
+                buf = &buf[n..];
+                off += n as u64;
             }
-        })
-        .collect())
-}
-
-/// The data (non-hole) ranges of a file below `size`.
-pub fn data_extents(fd: BorrowedFd<'_>, size: u64) -> std::io::Result<Vec<(u64, u64)>> {
-    let mut extents = Vec::new();
-    let mut pos = 0u64;
-    while pos < size {
-        let data = match rfs::seek(fd, SeekFrom::Data(pos)) {
-            Ok(d) => d,
-            Err(rustix::io::Errno::NXIO) => break,
-            Err(e) => return Err(e.into()),
-        };
-        let hole = match rfs::seek(fd, SeekFrom::Hole(data)) {
-            Ok(h) => h,
-            Err(rustix::io::Errno::NXIO) => size,
-            Err(e) => return Err(e.into()),
-        };
-        extents.push((data, hole.min(size)));
-        pos = hole;
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::io(fd_path(fd), e)),
+        }
     }
-    Ok(extents)
+    Ok(())
 }
 
 /// The path of an fd, for messages.

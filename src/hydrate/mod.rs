@@ -4,32 +4,101 @@
 //! Hydration state lives in the stub itself: the marker xattr says which
 //! archive entry it is, and its allocated blocks (SEEK_DATA) say which chunks
 //! are in place, so a restart never decodes anything twice.
+//!
+//! Pieces, from the kernel up: [`mount`] puts the watched stub tree over
+//! `DIR` and takes it away; [`events`] answers each fanotify event exactly
+//! once; [`hydrator`] fills stubs using a [`chunks::ChunkMap`] per file;
+//! [`daemon`] ties them into `thaw serve`; [`guard`] outlives a dead daemon;
+//! [`supervise`] is `thaw run`; [`status`] looks at trees from outside.
 
+pub mod chunks;
 pub mod daemon;
+pub mod events;
+pub mod guard;
 pub mod hydrator;
+pub mod mount;
 pub mod status;
+pub mod supervise;
 
 pub use daemon::{serve, ServeOptions};
 pub use hydrator::Hydrator;
 
 use std::io;
 
+/// Errors of the hydration layer. Each names the file; [`Error::errno`] is
+/// what a reader whose access failed is answered with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {cause}")]
-    Io { path: String, cause: io::Error },
+    /// A system call on a file failed.
+    #[error("{path}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What failed.
+        source: io::Error,
+    },
+    /// The archive could not deliver.
     #[error(transparent)]
     Archive(#[from] crate::archive::Error),
+    /// The tree or its stage is unusable.
     #[error(transparent)]
     Tree(#[from] crate::tree::Error),
+    /// A stub whose marker or state makes no sense.
     #[error("{path}: {why}")]
-    Stub { path: String, why: String },
+    Stub {
+        /// The stub.
+        path: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A file thaw will not fill: its marker or metadata could let a user
+    /// read archive bytes they may not read.
+    #[error("{path}: refused: {why}")]
+    Refused {
+        /// The file.
+        path: String,
+        /// Why.
+        why: String,
+    },
+    /// The daemon could not start.
     #[error("{0}")]
     Setup(String),
 }
 
 impl Error {
-    pub fn io(path: impl std::fmt::Display, cause: impl Into<io::Error>) -> Error {
-        Error::Io { path: path.to_string(), cause: cause.into() }
+    /// An IO error on `path`.
+    pub fn io(path: impl std::fmt::Display, source: impl Into<io::Error>) -> Error {
+        Error::Io { path: path.to_string(), source: source.into() }
     }
+
+    /// A stub that makes no sense.
+    pub fn stub(path: impl std::fmt::Display, why: impl Into<String>) -> Error {
+        Error::Stub { path: path.to_string(), why: why.into() }
+    }
+
+    /// The errno a reader gets when this error stops its access: the system
+    /// call's own where there is one (a full disk is ENOSPC, not EIO),
+    /// EACCES for a refused file, EIO for anything the archive could not deliver.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::Io { source, .. } => source.raw_os_error().filter(|&e| e > 0 && e < 256).unwrap_or(libc::EIO),
+            Error::Refused { .. } => libc::EACCES,
+            _ => libc::EIO,
+        }
+    }
+}
+
+/// An error and its causes on one line (`a: b: c`), for logs.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
 }

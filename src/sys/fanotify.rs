@@ -547,23 +547,56 @@ impl Fanotify {
         }
     }
 
+    /// Answers the permission event that was given fd number `event_fd` in
+    /// the table of whichever process read it. The kernel finds a pending
+    /// event by that number alone, so the unmount guard can answer events a
+    /// dead daemon read but never answered (see `hydrate::guard`). Fails
+    /// with ENOENT when no pending event has that number.
+    pub fn respond_to_number(&self, event_fd: RawFd, response: Response) -> io::Result<()> {
+        let mut msg = [0u8; RESPONSE_LEN];
+        msg[..4].copy_from_slice(&event_fd.to_ne_bytes());
+        msg[4..].copy_from_slice(&response.bits()?.to_ne_bytes());
+        match rustix::io::write(&self.fd, &msg) {
+            Ok(RESPONSE_LEN) => Ok(()),
+            Ok(n) => Err(io::Error::new(io::ErrorKind::WriteZero, format!("fanotify response: short write of {n} bytes"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A duplicate of the group fd without close-on-exec, for a child
+    /// process (the guard) that must keep the group alive after we die.
+    pub fn dup_inheritable(&self) -> io::Result<OwnedFd> {
+        Ok(rustix::io::dup(&self.fd)?)
+    }
+
+    /// Adopts a group fd this process inherited (the guard's). Refuses an fd
+    /// that is not open or not a fanotify group, so a wrong number on the
+    /// command line cannot make us close or misuse another file.
+    pub fn from_inherited(fd: RawFd) -> io::Result<Fanotify> {
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}"))?;
+        if link.as_os_str() != "anon_inode:[fanotify]" {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("fd {fd} is {}, not a fanotify group", link.display())));
+        }
+        // SAFETY: the fd is open (its /proc link exists) and is a fanotify
+        // group inherited from our parent; nothing else in this process owns
+        // it (the guard adopts it once, at startup, from its command line).
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)?;
+        Ok(Fanotify { fd })
+    }
+
     /// Waits until events can be read. `None` waits forever; returns
     /// `Ok(false)` on timeout or when a signal interrupts the wait, so a
     /// serving loop can check a stop flag.
     pub fn wait_readable(&self, timeout: Option<Duration>) -> io::Result<bool> {
-        let timeout_ms = match timeout {
-            None => -1,
-            Some(t) => libc::c_int::try_from(t.as_millis()).unwrap_or(libc::c_int::MAX),
-        };
-        let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: `pfd` is a valid pollfd for the duration of the call and
-        // we pass a count of exactly one.
-        let ret = unsafe { libc::poll(std::ptr::addr_of_mut!(pfd), 1, timeout_ms) };
-        if ret < 0 {
-            let err = io::Error::last_os_error();
-            return if err.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(err) };
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let ts = timeout.map(|t| Timespec { tv_sec: t.as_secs() as _, tv_nsec: t.subsec_nanos() as _ });
+        let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+        match poll(&mut fds, ts.as_ref()) {
+            Ok(n) => Ok(n > 0),
+            Err(rustix::io::Errno::INTR) => Ok(false),
+            Err(e) => Err(e.into()),
         }
-        Ok(ret > 0)
     }
 }
 

@@ -22,7 +22,7 @@ fn archive_and_files() -> (Vec<u8>, Vec<MemFile>) {
 #[test]
 fn sixteen_threads_read_random_ranges_correctly_with_a_small_cache() {
     let (bytes, files) = archive_and_files();
-    let mut a = open_mem(&bytes).unwrap();
+    let a = open_mem(&bytes).unwrap();
     assert!(a.seek_table().len() > 100, "{} frames", a.seek_table().len());
     // Room for 6 frames: constant eviction while threads share frames.
     a.set_cache_budget(6 * F);

@@ -29,7 +29,7 @@ fn fixtures() -> &'static [Fixture] {
             .iter()
             .map(|&f| {
                 let files = files_for(f, f as u64);
-                let mut archive = open_mem(&archive_of(&files, f)).unwrap();
+                let archive = open_mem(&archive_of(&files, f)).unwrap();
                 archive.set_cache_budget(3 * f);
                 Fixture { archive, files }
             })
