@@ -112,6 +112,8 @@ enum Cmd {
     },
     /// Fill stubs completely (all, or the given paths relative to DIR), in parallel
     Hydrate { dir: PathBuf, paths: Vec<PathBuf> },
+    /// Give a tree populated by thaw 0.1 current stub markers (as root, while not served)
+    Upgrade { dir: PathBuf },
     /// (internal) unmounts DIR when the daemon's pipe closes
     #[command(name = "__guard", hide = true)]
     Guard { dir: PathBuf, mount_id: u64 },
@@ -389,6 +391,12 @@ fn run(cli: Cli) -> Result<i32> {
             for e in &r.empty_stubs {
                 println!("untouched stub: {e}");
             }
+            for m in &r.modified {
+                println!("modified by a user, not compared: {m}");
+            }
+            if r.files_modified > 0 {
+                println!("{}: modified: {}, not compared", target.display(), r.files_modified);
+            }
             println!(
                 "{}: {} files checked, {} compared with the archive, {} untouched stubs, {} added files skipped, {} problem(s)",
                 target.display(),
@@ -473,6 +481,9 @@ fn run(cli: Cli) -> Result<i32> {
                 if s.files_added > 0 {
                     println!("added          {} files not from the archive (not counted above)", s.files_added);
                 }
+                if s.files_modified > 0 {
+                    println!("modified       {} stubs written to by users (counted above)", s.files_modified);
+                }
                 println!(
                     "hydrated       {} of {} ({:.2}%)",
                     human(s.bytes_hydrated),
@@ -489,6 +500,16 @@ fn run(cli: Cli) -> Result<i32> {
                 .with_context(|| format!("cannot hydrate {}", dir.display()))?;
             pb.finish_and_clear();
             eprintln!("hydrated {n} files");
+        }
+        Cmd::Upgrade { dir } => {
+            let s = thaw::tree::populate::upgrade(&dir).with_context(|| format!("cannot upgrade {}", dir.display()))?;
+            for r in &s.refused {
+                eprintln!("thaw: refused: {r} (now an ordinary file)");
+            }
+            match s.already_current {
+                true => println!("{}: already current, nothing to do", dir.display()),
+                false => println!("{}: upgraded {} stubs, refused {}", dir.display(), s.upgraded, s.refused.len()),
+            }
         }
         Cmd::Guard { dir, mount_id } => return Ok(hydrate::daemon::guard_main(&dir, mount_id)),
     }
