@@ -112,6 +112,8 @@ enum Cmd {
     },
     /// Fill stubs completely (all, or the given paths relative to DIR), in parallel
     Hydrate { dir: PathBuf, paths: Vec<PathBuf> },
+    /// Give a tree populated by thaw 0.1 current stub markers (as root, while not served)
+    Upgrade { dir: PathBuf },
     /// (internal) outlives the daemon: answers readers with EIO, stops them, unmounts DIR
     #[command(name = "__guard", hide = true)]
     Guard {
@@ -412,6 +414,12 @@ fn run(cli: Cli) -> Result<i32> {
             for e in &r.empty_stubs {
                 println!("untouched stub: {e}");
             }
+            for m in &r.modified {
+                println!("modified by a user, not compared: {m}");
+            }
+            if r.files_modified > 0 {
+                println!("{}: modified: {}, not compared", target.display(), r.files_modified);
+            }
             println!(
                 "{}: {} files checked, {} compared with the archive, {} untouched stubs, {} added files skipped, {} problem(s)",
                 target.display(),
@@ -496,6 +504,9 @@ fn run(cli: Cli) -> Result<i32> {
                 if s.files_added > 0 {
                     println!("added          {} files not from the archive (not counted above)", s.files_added);
                 }
+                if s.files_modified > 0 {
+                    println!("modified       {} stubs written to by users (counted above)", s.files_modified);
+                }
                 println!(
                     "hydrated       {} of {} ({:.2}%)",
                     human(s.bytes_hydrated),
@@ -512,6 +523,16 @@ fn run(cli: Cli) -> Result<i32> {
                 .with_context(|| format!("cannot hydrate {}", dir.display()))?;
             pb.finish_and_clear();
             eprintln!("hydrated {n} files");
+        }
+        Cmd::Upgrade { dir } => {
+            let s = thaw::tree::populate::upgrade(&dir).with_context(|| format!("cannot upgrade {}", dir.display()))?;
+            for r in &s.refused {
+                eprintln!("thaw: refused: {r} (now an ordinary file)");
+            }
+            match s.already_current {
+                true => println!("{}: already current, nothing to do", dir.display()),
+                false => println!("{}: upgraded {} stubs, refused {}", dir.display(), s.upgraded, s.refused.len()),
+            }
         }
         Cmd::Guard { dir, mount_id, fanotify_fd, no_kill_readers } => {
             let fan = fanotify_fd.and_then(|fd| thaw::sys::fanotify::Fanotify::from_inherited(fd).ok());

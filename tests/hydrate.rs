@@ -15,3 +15,5 @@ mod served;
 mod content;
 #[path = "hydrate/lifecycle.rs"]
 mod lifecycle;
+#[path = "hydrate/stage_safety.rs"]
+mod stage_safety;

@@ -12,7 +12,7 @@ use super::mount::{GuardOptions, ServedMount};
 use super::Error;
 use crate::archive::Archive;
 use crate::sys::fanotify::Fanotify;
-use crate::tree::stage::Stage;
+use crate::tree::stage::{Stage, STATS};
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -262,9 +262,9 @@ pub fn serve(
     on_ready: &mut dyn FnMut(),
 ) -> Result<ServeStats, Error> {
     let started = Instant::now();
-    let stage = Stage::new(dir);
+    let stage = Stage::open(dir)?;
     stage.check_archive(&archive)?;
-    let _lock = lock_stage(&stage)?;
+    let _lock = stage.lock()?;
     let shown = dir.display().to_string();
     if stage.is_served() {
         return Err(Error::Setup(format!(
@@ -277,7 +277,7 @@ pub fn serve(
     archive.set_cache_budget(opts.cache_bytes);
     let fan = Fanotify::new_pre_content()
         .map_err(|e| Error::Setup(format!("fanotify_init: {e} (needs root and a kernel with fanotify pre-content events, 6.14+)")))?;
-    let mut mount = ServedMount::attach(&fan, &stage.tree(), dir, opts.guard.as_ref())?;
+    let mut mount = ServedMount::attach(&fan, &stage, opts.guard.as_ref())?;
     let events = Events::new(fan, opts.open_policy.clone(), opts.verbose, opts.event_timeout);
     let ctx = Arc::new(Ctx { events, workers, hydrator: Hydrator::new(archive), opts, background: Default::default() });
     save_stats(&stage, &ctx.stats(started, true));
@@ -334,15 +334,6 @@ fn drain(ctx: &Arc<Ctx>, buf: &mut [u8]) {
     }
 }
 
-/// One daemon per tree: an exclusive lock on the stage's lock file.
-fn lock_stage(stage: &Stage) -> Result<std::fs::File, Error> {
-    let p = stage.lock_path();
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&p).map_err(|e| Error::io(p.display(), e))?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-        .map_err(|_| Error::Setup(format!("{}: another thaw daemon is serving it", stage.dir.display())))?;
-    Ok(lock)
-}
-
 /// Every event carries an fd and readahead keeps some: use as many as the
 /// guard can sweep after a crash (see [`MAX_EVENT_FD`]).
 fn raise_fd_limit() {
@@ -356,14 +347,12 @@ fn raise_fd_limit() {
 }
 
 fn save_stats(stage: &Stage, stats: &ServeStats) {
-    let p = stage.stats_path();
-    let tmp = p.with_extension("json.tmp");
-    if std::fs::write(&tmp, serde_json::to_vec_pretty(stats).unwrap_or_default()).is_ok() {
-        let _ = std::fs::rename(&tmp, &p);
+    if let Err(e) = stage.write_file(STATS, &serde_json::to_vec_pretty(stats).unwrap_or_default()) {
+        tracing::warn!("cannot save statistics: {}", super::chain(&e));
     }
 }
 
 /// Reads the last saved statistics of a tree.
 pub fn load_stats(stage: &Stage) -> Option<ServeStats> {
-    serde_json::from_slice(&std::fs::read(stage.stats_path()).ok()?).ok()
+    serde_json::from_slice(&stage.read_file(STATS).ok()??).ok()
 }

@@ -6,6 +6,7 @@
 use super::events::WATCH;
 use super::Error;
 use crate::sys::fanotify::Fanotify;
+use crate::tree::stage::Stage;
 use rustix::fs::{self as rfs, AtFlags, StatxFlags};
 use rustix::mount::{self as rmount, MoveMountFlags, OpenTreeFlags, UnmountFlags};
 use std::os::fd::{AsFd, AsRawFd};
@@ -46,19 +47,28 @@ pub fn mount_id(path: &Path) -> Option<u64> {
 }
 
 impl ServedMount {
-    /// Puts the watched clone of `tree` over `dir` and starts the guard.
-    pub fn attach(fan: &Fanotify, tree: &Path, dir: &Path, guard: Option<&GuardOptions>) -> Result<ServedMount, Error> {
-        let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_SYMLINK_NOFOLLOW;
-        let clone = rmount::open_tree(rfs::CWD, tree, flags).map_err(|e| Error::io(tree.display(), e))?;
+    /// Puts the watched clone of the stage's tree over its `DIR` and starts
+    /// the guard. The clone is made from the tree's fd and moved onto `DIR`
+    /// by name relative to the fd of DIR's parent, without following a
+    /// symlink: a `DIR` swapped for a symlink is refused, never followed.
+    pub fn attach(fan: &Fanotify, stage: &Stage, guard: Option<&GuardOptions>) -> Result<ServedMount, Error> {
+        let dir = stage.dir.clone();
+        let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH;
+        let clone = rmount::open_tree(stage.tree_fd()?, "", flags).map_err(|e| Error::io(stage.tree().display(), e))?;
         fan.mark_mount_fd(clone.as_fd(), WATCH).map_err(|e| {
-            Error::Setup(format!("{}: cannot watch it: {e} (pre-content marks need ext4, xfs or btrfs, not tmpfs)", tree.display()))
+            Error::Setup(format!("{}: cannot watch it: {e} (pre-content marks need ext4, xfs or btrfs, not tmpfs)", stage.tree().display()))
         })?;
-        rmount::move_mount(clone.as_fd(), "", rfs::CWD, dir, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
+        let parent = stage.parent_fd()?;
+        let st = rfs::statat(parent, stage.dir_name(), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| Error::io(dir.display(), e))?;
+        if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::Directory {
+            return Err(Error::Setup(format!("{}: not a directory (a symlink?): refusing to mount over it", dir.display())));
+        }
+        rmount::move_mount(clone.as_fd(), "", parent, stage.dir_name(), MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
             .map_err(|e| Error::io(dir.display(), e))?;
-        let id = mount_id(dir);
-        let mut m = ServedMount { dir: dir.to_path_buf(), id, guard: None };
+        let id = mount_id_at(parent, Path::new(stage.dir_name()), AtFlags::SYMLINK_NOFOLLOW);
+        let mut m = ServedMount { dir, id, guard: None };
         if let (Some(g), Some(id)) = (guard, id) {
-            m.guard = spawn_guard(fan, g, dir, id);
+            m.guard = spawn_guard(fan, g, &m.dir, id);
         }
         Ok(m)
     }

@@ -1,19 +1,19 @@
 //! `thaw status`, `thaw hydrate` and `thaw verify DIR`: look at (or fill) a
 //! lazily restored tree through its stage, whether or not a daemon serves it.
 
-use super::daemon::load_stats;
+use super::daemon::ServeStats;
 use super::hydrator::{data_extents, Hydrator};
 use super::Error;
 use crate::archive::{Archive, EntryKind};
-use crate::tree::marker::{Marker, MARKER_XATTR};
-use crate::tree::stage::Stage;
+use crate::tree::stage::{open_tree_file, Stage, TreeFile, STATS};
 use rayon::prelude::*;
+use rustix::fs::OFlags;
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -29,6 +29,8 @@ pub struct Status {
     pub files_untouched: u64,
     /// Files in the tree that did not come from the archive (build outputs...).
     pub files_added: u64,
+    /// Stubs a user wrote to or truncated (also counted as partial or untouched).
+    pub files_modified: u64,
     pub bytes_total: u64,
     pub bytes_hydrated: u64,
     pub disk_bytes: u64,
@@ -37,57 +39,23 @@ pub struct Status {
     pub chunks_written: u64,
 }
 
-/// A regular file of the stub tree.
-struct TreeFile {
-    rel: Vec<u8>,
-    path: PathBuf,
-    size: u64,
-    blocks: u64,
-    /// Set on stubs that are not complete yet.
-    marker: Option<Marker>,
-}
-
-/// Every regular file under the stage's tree, each inode once.
-fn tree_files(stage: &Stage) -> Result<Vec<TreeFile>, Error> {
-    let root = stage.tree();
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    let mut stack = vec![(root.clone(), Vec::new())];
-    while let Some((dir, rel)) = stack.pop() {
-        let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(dir.display(), e))?;
-        for ent in rd {
-            let ent = ent.map_err(|e| Error::io(dir.display(), e))?;
-            let path = ent.path();
-            let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io(path.display(), e))?;
-            let mut r = rel.clone();
-            if !r.is_empty() {
-                r.push(b'/');
-            }
-            r.extend_from_slice(ent.file_name().as_bytes());
-            if meta.is_dir() {
-                stack.push((path, r));
-            } else if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
-                let mut buf = [0u8; 128];
-                let marker = rustix::fs::lgetxattr(&path, MARKER_XATTR, &mut buf).ok().and_then(|n| Marker::parse(&buf[..n]));
-                out.push(TreeFile { rel: r, path, size: meta.len(), blocks: meta.blocks(), marker });
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// True if `f` is a complete file that came from the archive (not one a user added).
 fn from_archive(archive: Option<&Archive>, f: &TreeFile) -> bool {
     f.marker.is_some() || archive.is_none_or(|a| a.lookup(&f.rel).is_some_and(|e| matches!(e.kind, EntryKind::File | EntryKind::Hardlink)))
 }
 
+/// Opens a stub of the stage tree to read it; `None` if it changed since the walk.
+fn open_stub(stage: &Stage, f: &TreeFile, flags: OFlags) -> Result<Option<File>, Error> {
+    Ok(open_tree_file(stage.tree_fd()?, f, flags)?)
+}
+
 pub fn status(dir: &Path) -> Result<Status, Error> {
-    let stage = Stage::new(dir);
+    let stage = Stage::open(dir)?;
     let info = stage.info()?;
     // The index tells archive files from files users added; without it, all count.
     let archive = Archive::open(&info.archive).ok();
     let mut s = Status { dir: dir.to_path_buf(), archive: info.archive, id: info.id, served: stage.is_served(), ..Default::default() };
-    for f in tree_files(&stage)? {
+    for f in stage.tree_files()? {
         s.disk_bytes += f.blocks * 512;
         if !from_archive(archive.as_ref(), &f) {
             s.files_added += 1;
@@ -95,13 +63,14 @@ pub fn status(dir: &Path) -> Result<Status, Error> {
         }
         s.files_total += 1;
         s.bytes_total += f.size;
-        if f.marker.is_none() {
+        let Some(m) = &f.marker else {
             s.files_complete += 1;
             s.bytes_hydrated += f.size;
             continue;
-        }
-        let file = File::open(&f.path).map_err(|e| Error::io(f.path.display(), e))?;
-        let present: u64 = data_extents(file.as_fd(), f.size).map_err(|e| Error::io(f.path.display(), e))?.iter().map(|(a, b)| b - a).sum();
+        };
+        s.files_modified += u64::from(m.modified);
+        let Some(file) = open_stub(&stage, &f, OFlags::RDONLY)? else { continue };
+        let present: u64 = data_extents(file.as_fd(), f.size).map_err(|e| Error::io(f.rel_lossy(), e))?.iter().map(|(a, b)| b - a).sum();
         s.bytes_hydrated += present;
         if present > 0 {
             s.files_partial += 1;
@@ -109,7 +78,7 @@ pub fn status(dir: &Path) -> Result<Status, Error> {
             s.files_untouched += 1;
         }
     }
-    if let Some(st) = load_stats(&stage) {
+    if let Some(st) = stage.read_file(STATS)?.and_then(|b| serde_json::from_slice::<ServeStats>(&b).ok()) {
         s.events_served = st.events;
         s.frames_decoded = st.frames_decoded;
         s.chunks_written = st.chunks_written;
@@ -121,14 +90,15 @@ pub fn status(dir: &Path) -> Result<Status, Error> {
 /// tree, the files are read through `DIR` and the daemon fills them;
 /// otherwise they are filled directly in the stage, under the tree's lock.
 pub fn hydrate(dir: &Path, archive: Option<Arc<Archive>>, paths: &[PathBuf], progress: &(dyn Fn(u64) + Sync)) -> Result<u64, Error> {
-    let stage = Stage::new(dir);
+    let stage = Stage::open(dir)?;
     let info = stage.info()?;
     let wanted: Option<HashSet<Vec<u8>>> = if paths.is_empty() {
         None
     } else {
         Some(paths.iter().map(|p| crate::archive::index::normalize_path(p.as_os_str().as_bytes()).unwrap_or_default()).collect())
     };
-    let files: Vec<TreeFile> = tree_files(&stage)?
+    let files: Vec<TreeFile> = stage
+        .tree_files()?
         .into_iter()
         .filter(|f| f.marker.is_some())
         .filter(|f| {
@@ -138,12 +108,15 @@ pub fn hydrate(dir: &Path, archive: Option<Arc<Archive>>, paths: &[PathBuf], pro
         })
         .collect();
     if stage.is_served() {
+        // Read through DIR so the daemon fills them; each path is opened
+        // beneath DIR without crossing a symlink, and only if it is still
+        // the regular file the walk found.
+        let root = stage.served_dir()?;
         files.par_iter().try_for_each(|f| -> Result<(), Error> {
-            let path = dir.join(std::ffi::OsStr::from_bytes(&f.rel));
-            let mut file = File::open(&path).map_err(|e| Error::io(path.display(), e))?;
+            let Some(mut file) = open_tree_file(root.as_fd(), f, OFlags::RDONLY)? else { return Ok(()) };
             let mut buf = vec![0u8; 8 << 20];
             loop {
-                let n = file.read(&mut buf).map_err(|e| Error::io(path.display(), e))?;
+                let n = file.read(&mut buf).map_err(|e| Error::io(dir.join(OsStr::from_bytes(&f.rel)).display(), e))?;
                 if n == 0 {
                     break;
                 }
@@ -153,14 +126,7 @@ pub fn hydrate(dir: &Path, archive: Option<Arc<Archive>>, paths: &[PathBuf], pro
         })?;
         return Ok(files.len() as u64);
     }
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(stage.lock_path())
-        .map_err(|e| Error::io(stage.lock_path().display(), e))?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-        .map_err(|_| Error::Setup(format!("{}: a thaw daemon holds it but does not serve it", dir.display())))?;
+    let _lock = stage.lock()?;
     let archive = match archive {
         Some(a) => a,
         None => Arc::new(Archive::open(&info.archive)?),
@@ -168,7 +134,8 @@ pub fn hydrate(dir: &Path, archive: Option<Arc<Archive>>, paths: &[PathBuf], pro
     stage.check_archive(&archive)?;
     let hyd = Hydrator::new(archive);
     files.par_iter().try_for_each(|f| -> Result<(), Error> {
-        let file = File::options().read(true).write(true).open(&f.path).map_err(|e| Error::io(f.path.display(), e))?;
+        // Never through a symlink, and only the inode the walk found.
+        let Some(file) = open_stub(&stage, f, OFlags::RDWR)? else { return Ok(()) };
         hyd.hydrate_all(file.as_fd())?;
         progress(f.size);
         Ok(())
@@ -181,6 +148,9 @@ pub struct TreeVerify {
     pub files_checked: u64,
     /// Files users added to the tree (not compared).
     pub files_added: u64,
+    /// Stubs a user wrote to or truncated: their bytes are partly the user's (not compared).
+    pub files_modified: u64,
+    pub modified: Vec<String>,
     pub bytes_compared: u64,
     pub empty_stubs: Vec<String>,
     pub problems: Vec<String>,
@@ -188,18 +158,23 @@ pub struct TreeVerify {
 
 /// Compares every hydrated byte of the tree with the archive.
 pub fn verify_tree(dir: &Path, archive: Option<Arc<Archive>>) -> Result<TreeVerify, Error> {
-    let stage = Stage::new(dir);
+    let stage = Stage::open(dir)?;
     let info = stage.info()?;
     let archive = match archive {
         Some(a) => a,
         None => Arc::new(Archive::open(&info.archive)?),
     };
     stage.check_archive(&archive)?;
-    let files = tree_files(&stage)?;
+    let files = stage.tree_files()?;
     let mut out = TreeVerify::default();
     let (files, added): (Vec<TreeFile>, Vec<TreeFile>) = files.into_iter().partition(|f| from_archive(Some(&archive), f));
     out.files_added = added.len() as u64;
-    let results: Vec<Result<Checked, Error>> = files.par_iter().map(|f| check_file(&archive, f)).collect();
+    let (modified, files): (Vec<TreeFile>, Vec<TreeFile>) = files.into_iter().partition(|f| f.marker.as_ref().is_some_and(|m| m.modified));
+    out.files_modified = modified.len() as u64;
+    out.modified = modified.iter().map(TreeFile::rel_lossy).collect();
+    out.modified.sort();
+    let tree = stage.tree_fd()?;
+    let results: Vec<Result<Checked, Error>> = files.par_iter().map(|f| check_file(&archive, tree, f)).collect();
     for r in results {
         out.files_checked += 1;
         match r? {
@@ -209,6 +184,7 @@ pub fn verify_tree(dir: &Path, archive: Option<Arc<Archive>>) -> Result<TreeVeri
                 out.problems.push(why);
             }
             Checked::Untouched(path) => out.empty_stubs.push(path),
+            Checked::Gone => out.files_checked -= 1,
         }
     }
     out.problems.sort();
@@ -221,20 +197,28 @@ enum Checked {
     Same(u64),
     Problem(u64, String),
     Untouched(String),
+    /// No longer the file the walk found (renamed or replaced meanwhile).
+    Gone,
 }
 
-fn check_file(archive: &Archive, f: &TreeFile) -> Result<Checked, Error> {
-    let shown = String::from_utf8_lossy(&f.rel).into_owned();
-    let file = File::open(&f.path).map_err(|e| Error::io(f.path.display(), e))?;
-    let (entry, ranges) = match f.marker.as_ref().map(|m| (&m.id, m.entry)) {
-        Some((id, i)) => {
+fn check_file(archive: &Archive, tree: std::os::fd::BorrowedFd<'_>, f: &TreeFile) -> Result<Checked, Error> {
+    let shown = f.rel_lossy();
+    let Some(file) = open_tree_file(tree, f, OFlags::RDONLY)? else { return Ok(Checked::Gone) };
+    let (entry, ranges) = match f.marker.as_ref().map(|m| (&m.id, m.entry, m.ino)) {
+        Some((id, i, ino)) => {
+            if ino != f.ino {
+                return Ok(Checked::Problem(
+                    0,
+                    format!("{shown}: marker made for inode {ino} is on inode {}: copied, not a stub thaw made", f.ino),
+                ));
+            }
             if *id != archive.id_hex() {
                 return Ok(Checked::Problem(0, format!("{shown}: stub of another archive ({id})")));
             }
             let Some(e) = archive.index().get(i) else {
                 return Ok(Checked::Problem(0, format!("{shown}: marker names entry {i}, which does not exist")));
             };
-            let ext = data_extents(file.as_fd(), f.size).map_err(|e| Error::io(f.path.display(), e))?;
+            let ext = data_extents(file.as_fd(), f.size).map_err(|e| Error::io(&shown, e))?;
             if ext.is_empty() {
                 return Ok(Checked::Untouched(shown));
             }
@@ -257,7 +241,7 @@ fn check_file(archive: &Archive, f: &TreeFile) -> Result<Checked, Error> {
         while off < e {
             let n = ((e - off) as usize).min(a.len());
             archive.read_at(d, off, &mut a[..n])?;
-            std::os::unix::fs::FileExt::read_exact_at(&file, &mut b[..n], off).map_err(|err| Error::io(f.path.display(), err))?;
+            std::os::unix::fs::FileExt::read_exact_at(&file, &mut b[..n], off).map_err(|err| Error::io(&shown, err))?;
             if a[..n] != b[..n] {
                 let at = a[..n].iter().zip(&b[..n]).position(|(x, y)| x != y).unwrap_or(0) as u64 + off;
                 return Ok(Checked::Problem(compared, format!("{shown}: differs from the archive at byte {at}")));

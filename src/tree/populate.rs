@@ -1,11 +1,11 @@
 //! `thaw populate`: lays the archive's tree out as sparse stubs in the stage
-//! (`DIR/.thaw/tree`) without decoding any data: directories, stubs of the
+//! (`PARENT/.NAME.thaw/tree`) without decoding any data: directories, stubs of the
 //! exact size with mode, owner, mtime and xattrs, symlinks, hard links.
 //! Each non-empty file carries the marker xattr naming the archive and entry.
 
 use super::extract::finish_tree;
 use super::marker::{self, Marker};
-use super::stage::{Stage, StageInfo, STUBS_VERSION};
+use super::stage::{Stage, StageInfo, TreeFile, STUBS_VERSION, TREE};
 use super::target::TargetDir;
 use super::Error;
 use crate::archive::{Archive, EntryKind};
@@ -42,7 +42,9 @@ pub fn check_aligned(archive: &Archive) -> Result<(), Error> {
 
 pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usize) -> Result<PopulateSummary, Error> {
     check_aligned(archive)?;
-    let stage = Stage::new(dir);
+    // DIR, the stage and tree/ are made and opened here without following
+    // any symlink; a stage someone else made is refused.
+    let stage = Stage::create(dir)?;
     if stage.exists() {
         stage.check_archive(archive)?;
         return Err(Error::Refused { path: dir.display().to_string(), why: "already populated".into() });
@@ -50,20 +52,15 @@ pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usi
     if stage.is_served() {
         return Err(Error::Refused { path: dir.display().to_string(), why: "is being served".into() });
     }
+    let _lock = stage.lock()?;
     // The served tree is mounted over DIR: files already in it would vanish from view.
-    if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+    if !stage.dir_is_empty()? {
         return Err(Error::Refused {
             path: dir.display().to_string(),
             why: "is not empty (the stub tree is mounted over it while served)".into(),
         });
     }
-    std::fs::create_dir_all(stage.root()).map_err(|e| Error::at(stage.root().as_os_str().as_encoded_bytes(), e))?;
-    std::fs::create_dir_all(dir).map_err(|e| Error::at(dir.as_os_str().as_encoded_bytes(), e))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(stage.root(), std::fs::Permissions::from_mode(0o700));
-    }
-    let target = TargetDir::create(&stage.tree())?;
+    let target = TargetDir::create_in(stage.stage_fd()?, std::ffi::OsStr::new(TREE), &stage.tree())?;
     let entries = archive.entries();
     let id = archive.id_hex();
     let mut summary = PopulateSummary { entries: entries.len(), ..Default::default() };
@@ -99,4 +96,108 @@ pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usi
     let archive_abs = std::fs::canonicalize(archive_path).unwrap_or_else(|_| archive_path.to_path_buf());
     stage.write_info(&StageInfo { archive: archive_abs, id, format_version: archive.version(), stubs_version: STUBS_VERSION })?;
     Ok(summary)
+}
+
+/// What `thaw upgrade` did.
+#[derive(Debug, Default, Clone)]
+pub struct UpgradeSummary {
+    /// The stage already had current markers: nothing was done.
+    pub already_current: bool,
+    /// Stubs whose thaw 0.1 marker was accepted and replaced.
+    pub upgraded: u64,
+    /// `path: reason` for each 0.1 marker refused; those files are ordinary files now.
+    pub refused: Vec<String>,
+}
+
+/// `thaw upgrade DIR`: turns a thaw 0.1 tree (forgeable `user.thaw`
+/// markers) into a current one. As root, while the tree is not served and
+/// under its lock, each regular file's `user.thaw` (`thaw1 <id> <entry>
+/// [limit]`) is accepted only if it names this archive and a file entry at
+/// this very path, with the owner and size populate gave it. Accepted ones
+/// get a `trusted.thaw` marker bound to the inode; every `user.thaw` is then
+/// removed, so a refused file is an ordinary file. Can be run again if
+/// interrupted: the stage says version 2 only at the end.
+pub fn upgrade(dir: &Path) -> Result<UpgradeSummary, Error> {
+    let stage = Stage::open(dir)?;
+    let _lock = stage.lock()?;
+    let shown = dir.display().to_string();
+    if stage.is_served() {
+        return Err(Error::Refused { path: shown, why: "is being served: stop the daemon first".into() });
+    }
+    let mut info = stage.info()?;
+    if info.stubs_version >= STUBS_VERSION {
+        return Ok(UpgradeSummary { already_current: true, ..Default::default() });
+    }
+    let archive = Archive::open(&info.archive)?;
+    if archive.id_hex() != info.id {
+        return Err(Error::Refused {
+            path: shown,
+            why: format!("populated from archive {}, but {} is now {}", info.id, info.archive.display(), archive.id_hex()),
+        });
+    }
+    let mut out = UpgradeSummary::default();
+    let tree = stage.tree_fd()?;
+    for f in stage.tree_files()? {
+        let Some(file) = super::stage::open_tree_file(tree, &f, rustix::fs::OFlags::RDONLY)? else { continue };
+        let mut buf = [0u8; 256];
+        let legacy = match rustix::fs::fgetxattr(file.as_fd(), marker::LEGACY_MARKER_XATTR, &mut buf) {
+            Ok(n) => &buf[..n],
+            Err(rustix::io::Errno::NODATA | rustix::io::Errno::NOTSUP) => continue,
+            Err(rustix::io::Errno::RANGE) => &b"(too long)"[..],
+            Err(e) => return Err(Error::at(&f.rel, e)),
+        };
+        match check_legacy(&archive, &info.id, &f, legacy) {
+            Ok(m) => {
+                marker::write(file.as_fd(), &m).map_err(|err| match err.raw_os_error() {
+                    Some(libc::EPERM) => Error::Refused {
+                        path: f.rel_lossy(),
+                        why: format!("cannot set the stub marker {}: upgrade must run as root", marker::MARKER_XATTR),
+                    },
+                    _ => Error::at(&f.rel, err),
+                })?;
+                out.upgraded += 1;
+            }
+            Err(why) => out.refused.push(format!("{}: {why}", f.rel_lossy())),
+        }
+        match rustix::fs::fremovexattr(file.as_fd(), marker::LEGACY_MARKER_XATTR) {
+            Ok(()) | Err(rustix::io::Errno::NODATA) => {}
+            Err(e) => return Err(Error::at(&f.rel, e)),
+        }
+    }
+    info.stubs_version = STUBS_VERSION;
+    stage.write_info(&info)?;
+    Ok(out)
+}
+
+/// The current marker for a file carrying the thaw 0.1 marker `v`, or why it is refused.
+fn check_legacy(archive: &Archive, id: &str, f: &TreeFile, v: &[u8]) -> Result<Marker, String> {
+    let text = String::from_utf8_lossy(v);
+    let malformed = || format!("malformed {} marker {text:?}", marker::LEGACY_MARKER_XATTR);
+    let words: Vec<&str> = text.split(' ').collect();
+    let (mid, entry, limit) = match words.as_slice() {
+        ["thaw1", mid, e] => (*mid, e.parse::<usize>().map_err(|_| malformed())?, None),
+        ["thaw1", mid, e, l] => (*mid, e.parse::<usize>().map_err(|_| malformed())?, Some(l.parse::<u64>().map_err(|_| malformed())?)),
+        _ => return Err(malformed()),
+    };
+    if mid != id {
+        return Err(format!("names archive {mid}, not {id}"));
+    }
+    let index = archive.index();
+    let Some(e) = index.get(entry).filter(|e| matches!(e.kind, EntryKind::File | EntryKind::Hardlink)) else {
+        return Err(format!("names entry {entry}, which is not a file"));
+    };
+    let d = index.data_entry(e);
+    if !archive.lookup(&f.rel).is_some_and(|here| std::ptr::eq(index.data_entry(here), d)) {
+        return Err(format!("names entry {entry} ({}), not this path", e.path_lossy()));
+    }
+    if (f.uid, f.gid) != (d.uid, d.gid) {
+        return Err(format!("owned by {}:{}, but populate made it {}:{}: not the stub thaw made", f.uid, f.gid, d.uid, d.gid));
+    }
+    match limit {
+        None if f.size != d.size => return Err(format!("size {} but the archive says {}", f.size, d.size)),
+        Some(l) if l > d.size => return Err(format!("limit {l} is past the entry's size {}", d.size)),
+        _ => {}
+    }
+    // A 0.1 limit means a user shrank the file: bytes past it are theirs.
+    Ok(Marker { id: id.to_string(), entry, ino: f.ino, limit, modified: limit.is_some() })
 }

@@ -50,21 +50,61 @@ fn os(p: &[u8]) -> &std::ffi::OsStr {
 }
 
 impl TargetDir {
-    /// Opens (creating if needed) the target directory.
+    /// Opens (creating if needed) the target directory. Its parents are the
+    /// admin's (created if missing, followed like any path they type); the
+    /// directory itself is made with `mkdirat` in its parent and opened with
+    /// O_NOFOLLOW, so a symlink planted in its place is refused, not followed.
     pub fn create(path: &Path) -> Result<TargetDir, Error> {
         let shown = path.as_os_str().as_bytes();
-        match std::fs::create_dir_all(path) {
-            Ok(()) => {}
+        let Some(name) = path.file_name() else {
+            // `.`, `..` or `/`: an existing directory the admin named; nothing to create.
+            let root =
+                rfs::open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| Error::at(shown, e))?;
+            return Ok(TargetDir::with_root(root, path));
+        };
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(parent).map_err(|e| Error::at(parent.as_os_str().as_bytes(), e))?;
+        let pfd = rfs::open(parent, OFlags::DIRECTORY | OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| Error::at(parent.as_os_str().as_bytes(), e))?;
+        TargetDir::create_in(pfd.as_fd(), name, path)
+    }
+
+    /// Opens (creating if needed) the directory `name` in `parent` as the
+    /// target, never through a symlink; `path` is what messages show.
+    pub fn create_in(parent: BorrowedFd<'_>, name: &std::ffi::OsStr, path: &Path) -> Result<TargetDir, Error> {
+        let shown = path.as_os_str().as_bytes();
+        match rfs::mkdirat(parent, name, Mode::from_bits_truncate(0o777)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
             Err(e) => return Err(Error::at(shown, e)),
         }
-        let root = rfs::open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| Error::at(shown, e))?;
-        Ok(TargetDir {
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let root = rfs::openat(parent, name, flags, Mode::empty()).map_err(|e| match e {
+            rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
+                let symlink = rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|s| rfs::FileType::from_raw_mode(s.st_mode) == rfs::FileType::Symlink);
+                let why = if symlink {
+                    "is a symlink: thaw never writes through one (someone may have planted it; name the real directory)"
+                } else {
+                    "exists and is not a directory"
+                };
+                Error::Refused { path: path.display().to_string(), why: why.into() }
+            }
+            e => Error::at(shown, e),
+        })?;
+        Ok(TargetDir::with_root(root, path))
+    }
+
+    fn with_root(root: OwnedFd, path: &Path) -> TargetDir {
+        TargetDir {
             root,
             path: path.to_path_buf(),
             is_root_user: rustix::process::geteuid().is_root(),
             umask: current_umask(),
             parents: Default::default(),
-        })
+        }
     }
 
     pub fn path(&self) -> &Path {

@@ -183,3 +183,20 @@ fn run(tool: &str, args: &[&OsStr]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Runs `script` with `sh -c` as the unprivileged user nobody (no
+/// supplementary groups), panicking if it fails: for attacks by a user.
+pub fn as_nobody(script: &str) -> std::process::Output {
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "sh", "-ec", script])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run setpriv (util-linux)");
+    assert!(
+        out.status.success(),
+        "as nobody, `{script}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
