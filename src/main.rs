@@ -607,7 +607,14 @@ fn hydrate_paths(dir: &Path, paths: &[PathBuf]) -> Result<i32> {
 /// `thaw completions SHELL`: the completion script, to stdout.
 fn completions(shell: Shell) -> Result<i32> {
     let mut out = io::stdout().lock();
-    clap_complete::generate(shell, &mut Cli::command(), "thaw", &mut out);
+    // clap_complete offers hidden commands too (clap issue 1335): complete a
+    // copy of the root that has only the visible ones, so `__guard` is not offered.
+    let cli = Cli::command();
+    let mut visible = clap::Command::new("thaw")
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(cli.get_arguments().cloned())
+        .subcommands(cli.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
+    clap_complete::generate(shell, &mut visible, "thaw", &mut out);
     out.flush()?;
     Ok(0)
 }
