@@ -2,19 +2,36 @@
 #![forbid(unsafe_code)]
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
 use indicatif::{ProgressBar, ProgressStyle};
+use sd_notify::NotifyState;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use std::io::{self, IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use thaw::archive::{self, Archive, EntryKind, WriterOptions};
 use thaw::hydrate::{self, events::OpenPolicy, mount::GuardOptions, ServeOptions};
+use tracing::Level;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::registry::LookupSpan;
 
 #[derive(Parser)]
-#[command(name = "thaw", version, about = "Make a huge archive usable instantly: stubs now, bytes on first read")]
+#[command(
+    name = "thaw",
+    version,
+    about = "Make a huge archive usable instantly: stubs now, bytes on first read",
+    after_help = "Logs go to stderr. RUST_LOG, when set, picks what is logged instead of -v (e.g. RUST_LOG=thaw=debug)."
+)]
 struct Cli {
+    /// Log more: -v info (serve and run: every event), -vv debug, -vvv trace
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, display_order = 100)]
+    verbose: u8,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -30,6 +47,12 @@ struct PackOpts {
     /// Compression threads (default: all cores)
     #[arg(long)]
     threads: Option<usize>,
+}
+
+impl PackOpts {
+    fn writer(&self) -> WriterOptions {
+        WriterOptions { level: self.level, frame_size: self.frame_size, threads: threads(self.threads) }
+    }
 }
 
 #[derive(Subcommand)]
@@ -112,6 +135,14 @@ enum Cmd {
     },
     /// Fill stubs completely (all, or the given paths relative to DIR), in parallel
     Hydrate { dir: PathBuf, paths: Vec<PathBuf> },
+    /// Print a shell completion script to stdout
+    Completions { shell: Shell },
+    /// Print the thaw(1) man page to stdout, or write it and one page per command into a directory
+    Man {
+        /// Write thaw.1 and thaw-COMMAND.1 here instead
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Give a tree populated by thaw 0.1 current stub markers (as root, while not served)
     Upgrade { dir: PathBuf },
     /// (internal) outlives the daemon: answers readers with EIO, stops them, unmounts DIR
@@ -142,20 +173,18 @@ struct ServeArgs {
     /// Frame cache size (e.g. 64M)
     #[arg(long, default_value = "64M", value_parser = parse_size)]
     cache: usize,
-    /// Log every event
-    #[arg(short, long)]
-    verbose: bool,
     /// Seconds a reader may wait for its data before it gets EIO
     #[arg(long, default_value_t = 60)]
     event_timeout: u64,
-    /// When the daemon stops or dies, leave processes that still hold files of DIR
-    /// alone (their reads fail with EIO) instead of killing them
+    /// When the daemon dies, leave processes that still hold stubs of DIR alone
+    /// (their reads fail with EIO until they close them) instead of killing them
     #[arg(long)]
     no_kill_readers: bool,
 }
 
 impl ServeArgs {
-    fn options(&self) -> ServeOptions {
+    /// The daemon's options; `verbose` (the global `-v`) logs every event.
+    fn options(&self, verbose: bool) -> ServeOptions {
         let mut o = ServeOptions::default();
         if let Some(w) = self.workers {
             o.workers = w.max(1);
@@ -170,7 +199,7 @@ impl ServeArgs {
             list => OpenPolicy::Copiers(list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
         };
         o.cache_bytes = self.cache;
-        o.verbose = self.verbose;
+        o.verbose = verbose;
         o.event_timeout = std::time::Duration::from_secs(self.event_timeout.max(1));
         o.guard = std::env::current_exe().ok().map(|exe| GuardOptions { exe, kill_readers: !self.no_kill_readers });
         o
@@ -221,7 +250,23 @@ fn open(path: &Path) -> Result<&'static Archive> {
 }
 
 fn open_shared(path: &Path) -> Result<Archive> {
-    Archive::open(path).with_context(|| format!("cannot open {}", path.display()))
+    let started = std::time::Instant::now();
+    let a = Archive::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    tracing::info!(
+        "{}: {} entries, {} frames, index read in {:.1} ms",
+        path.display(),
+        a.entries().len(),
+        a.seek_table().len(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(a)
+}
+
+/// Warnings the library collected along the way (skipped sockets, ...).
+fn warn_all(warnings: &[String]) {
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
 }
 
 fn human(n: u64) -> String {
@@ -257,13 +302,7 @@ fn main() {
     // Die quietly on a closed pipe (`thaw ls A | head`), like other Unix tools.
     thaw::sys::process::default_sigpipe();
     let cli = Cli::parse();
-    // Interim: the library logs through tracing; RUST_LOG filters, default info.
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(io::stderr)
-        .without_time()
-        .with_target(false)
-        .init();
+    init_logging(cli.verbose);
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -276,203 +315,63 @@ fn main() {
     }
 }
 
+/// Logs go to stderr as `thaw: LEVEL: message`. `RUST_LOG` wins; otherwise
+/// `-v`, `-vv`, `-vvv` mean info, debug, trace, and the default is warn.
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::INFO,
+        2 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    let filter = EnvFilter::builder().with_default_directive(level.into()).from_env_lossy();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).event_format(LogLine).init();
+}
+
+/// One log event as `thaw: LEVEL: message fields`: the shape of thaw's
+/// messages before it logged through `tracing`, and no timestamps (journald
+/// and terminals add their own).
+struct LogLine;
+
+impl<S, N> FormatEvent<S, N> for LogLine
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: format::Writer<'_>, event: &tracing::Event<'_>) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            Level::ERROR => "error",
+            Level::WARN => "warning",
+            Level::INFO => "info",
+            Level::DEBUG => "debug",
+            Level::TRACE => "trace",
+        };
+        write!(w, "thaw: {level}: ")?;
+        ctx.field_format().format_fields(w.by_ref(), event)?;
+        writeln!(w)
+    }
+}
+
 fn run(cli: Cli) -> Result<i32> {
+    let verbose = cli.verbose > 0;
     match cli.cmd {
-        Cmd::Pack { src, output, opts } => {
-            let pb = bar("packing");
-            let wopts = WriterOptions { level: opts.level, frame_size: opts.frame_size, threads: threads(opts.threads) };
-            let s = archive::pack::pack(&src, &output, wopts, &|t| pb.set_length(t), &|n| pb.inc(n))
-                .with_context(|| format!("cannot pack {} into {}", src.display(), output.display()))?;
-            pb.finish_and_clear();
-            for w in &s.warnings {
-                eprintln!("thaw: warning: {w}");
-            }
-            eprintln!(
-                "packed {} entries, {} -> {} ({:.3}x), id {}",
-                s.entries,
-                human(s.data_bytes),
-                human(s.archive_bytes),
-                s.archive_bytes as f64 / s.data_bytes.max(1) as f64,
-                archive::index::id_hex(&s.id)
-            );
-        }
-        Cmd::Convert { input, output, opts } => {
-            let pb = bar("converting");
-            pb.set_length(std::fs::metadata(&input).map(|m| m.len()).unwrap_or(0));
-            let wopts = WriterOptions { level: opts.level, frame_size: opts.frame_size, threads: threads(opts.threads) };
-            let s = archive::convert::convert(&input, &output, wopts, &|n| pb.inc(n))
-                .with_context(|| format!("cannot convert {} into {}", input.display(), output.display()))?;
-            pb.finish_and_clear();
-            for w in &s.warnings {
-                eprintln!("thaw: warning: {w}");
-            }
-            eprintln!("converted {} entries, id {}", s.entries, archive::index::id_hex(&s.id));
-        }
-        Cmd::Ls { archive, long, json } => {
-            let a = open(&archive)?;
-            let out = io::stdout();
-            let mut out = io::BufWriter::new(out.lock());
-            if json {
-                let list: Vec<_> = a.entries().iter().map(entry_json).collect();
-                serde_json::to_writer_pretty(&mut out, &list)?;
-                writeln!(out)?;
-            } else {
-                for e in a.entries() {
-                    if long {
-                        let owner = if e.uname.is_empty() { e.uid.to_string() } else { String::from_utf8_lossy(&e.uname).into() };
-                        let group = if e.gname.is_empty() { e.gid.to_string() } else { String::from_utf8_lossy(&e.gname).into() };
-                        write!(out, "{} {owner}/{group} {:>12} {}.{:09} ", mode_string(e.kind, e.mode), e.size, e.mtime, e.mtime_nsec)?;
-                    }
-                    out.write_all(&e.path)?;
-                    if long && !e.link.is_empty() {
-                        out.write_all(if e.kind == EntryKind::Hardlink { b" link to " } else { b" -> " })?;
-                        out.write_all(&e.link)?;
-                    }
-                    out.write_all(b"\n")?;
-                }
-            }
-            out.flush()?;
-        }
-        Cmd::Cat { archive, path } => {
-            let a = open(&archive)?;
-            let p = path.as_os_str().as_bytes();
-            let e = a.lookup(p).ok_or_else(|| archive::Error::NotFound(path.display().to_string()))?;
-            let data = a.index().data_entry(e);
-            if data.kind != EntryKind::File {
-                bail!("{}: is a {:?}, not a regular file", path.display(), e.kind);
-            }
-            let out = io::stdout();
-            let mut out = out.lock();
-            let mut buf = vec![0u8; 1 << 20];
-            let mut off = 0;
-            while off < data.size {
-                let n = a.read_at(data, off, &mut buf).with_context(|| format!("{}: reading {}", archive.display(), path.display()))?;
-                out.write_all(&buf[..n])?;
-                off += n as u64;
-            }
-            out.flush()?;
-        }
-        Cmd::Extract { archive, dir, threads: t } => {
-            let a = open(&archive)?;
-            let pb = bar("extracting");
-            pb.set_length(a.entries().iter().map(|e| e.size).sum());
-            let s = thaw::tree::extract::extract(a, &dir, threads(t), &|n| pb.inc(n))
-                .with_context(|| format!("cannot extract {} into {}", archive.display(), dir.display()))?;
-            pb.finish_and_clear();
-            for w in &s.warnings {
-                eprintln!("thaw: warning: {w}");
-            }
-            eprintln!("extracted {} entries, {}", s.entries, human(s.bytes));
-        }
-        Cmd::Info { archive, json } => {
-            let a = open(&archive)?;
-            let t = a.seek_table();
-            let count = |k: EntryKind| a.entries().iter().filter(|e| e.kind == k).count();
-            let data: u64 = a.entries().iter().map(|e| e.size).sum();
-            let info = serde_json::json!({
-                "archive": archive.display().to_string(),
-                "format_version": a.version(),
-                "id": a.id_hex(),
-                "entries": a.entries().len(),
-                "files": count(EntryKind::File),
-                "dirs": count(EntryKind::Dir),
-                "symlinks": count(EntryKind::Symlink),
-                "hardlinks": count(EntryKind::Hardlink),
-                "frames": t.len(),
-                "data_bytes": data,
-                "tar_stream_bytes": t.stream_len(),
-                "archive_bytes": a.file_len(),
-                "index_and_seek_table_bytes": a.trailer_len(),
-                "ratio": a.file_len() as f64 / t.stream_len().max(1) as f64,
-            });
-            if json {
-                println!("{}", serde_json::to_string_pretty(&info)?);
-            } else {
-                println!("archive        {}", archive.display());
-                println!("format         thaw archive v{} (seekable .tar.zst)", a.version());
-                println!("id             {}", a.id_hex());
-                println!(
-                    "entries        {} ({} files, {} dirs, {} symlinks, {} hard links)",
-                    a.entries().len(),
-                    count(EntryKind::File),
-                    count(EntryKind::Dir),
-                    count(EntryKind::Symlink),
-                    count(EntryKind::Hardlink)
-                );
-                println!("frames         {}", t.len());
-                println!("file data      {}", human(data));
-                println!("tar stream     {}", human(t.stream_len()));
-                println!("archive        {} (index + seek table {})", human(a.file_len()), human(a.trailer_len()));
-                println!("ratio          {:.3} (archive / tar stream)", a.file_len() as f64 / t.stream_len().max(1) as f64);
-            }
-        }
-        Cmd::Verify { target } if target.is_dir() => {
-            let r = hydrate::status::verify_tree(&target, None).with_context(|| format!("cannot verify {}", target.display()))?;
-            for p in &r.problems {
-                eprintln!("{}: {p}", target.display());
-            }
-            for e in &r.empty_stubs {
-                println!("untouched stub: {e}");
-            }
-            for m in &r.modified {
-                println!("modified by a user, not compared: {m}");
-            }
-            if r.files_modified > 0 {
-                println!("{}: modified: {}, not compared", target.display(), r.files_modified);
-            }
-            println!(
-                "{}: {} files checked, {} compared with the archive, {} untouched stubs, {} added files skipped, {} problem(s)",
-                target.display(),
-                r.files_checked,
-                human(r.bytes_compared),
-                r.empty_stubs.len(),
-                r.files_added,
-                r.problems.len()
-            );
-            return Ok(if r.problems.is_empty() { 0 } else { 1 });
-        }
-        Cmd::Verify { target: archive } => {
-            let a = open(&archive)?;
-            let pb = bar("verifying");
-            pb.set_length(a.seek_table().len() as u64);
-            let r = archive::verify::verify(a, &|n| pb.inc(n))?;
-            pb.finish_and_clear();
-            for p in &r.problems {
-                eprintln!("{}: {p}", archive.display());
-            }
-            if !r.problems.is_empty() {
-                eprintln!("{}: {} problem(s)", archive.display(), r.problems.len());
-                return Ok(1);
-            }
-            println!("{}: ok ({} frames, {} entries checked)", archive.display(), r.frames, r.entries_checked);
-        }
-        Cmd::Populate { archive, dir, threads: t } => {
-            let a = open(&archive)?;
-            let started = std::time::Instant::now();
-            let s = thaw::tree::populate::populate(a, &archive, &dir, threads(t))
-                .with_context(|| format!("cannot populate {} from {}", dir.display(), archive.display()))?;
-            for w in &s.warnings {
-                eprintln!("thaw: warning: {w}");
-            }
-            eprintln!(
-                "populated {} entries ({} stubs, {}) in {:.2}s; `thaw serve {} {}` shows them",
-                s.entries,
-                s.stubs,
-                human(s.bytes),
-                started.elapsed().as_secs_f64(),
-                archive.display(),
-                dir.display()
-            );
-        }
+        Cmd::Pack { src, output, opts } => pack(&src, &output, &opts),
+        Cmd::Convert { input, output, opts } => convert(&input, &output, &opts),
+        Cmd::Ls { archive, long, json } => ls(&archive, long, json),
+        Cmd::Cat { archive, path } => cat(&archive, &path),
+        Cmd::Extract { archive, dir, threads } => extract(&archive, &dir, threads),
+        Cmd::Info { archive, json } => info(&archive, json),
+        Cmd::Verify { target } if target.is_dir() => verify_tree(&target),
+        Cmd::Verify { target } => verify_archive(&target),
+        Cmd::Populate { archive, dir, threads } => populate(&archive, &dir, threads),
         Cmd::Serve { archive, dir, opts } => {
             let a = Arc::new(open_shared(&archive)?);
             let stop = Arc::new(AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                signal_hook::flag::register(sig, stop.clone())?;
-            }
-            let stats = hydrate::serve(a, &dir, opts.options(), &stop, &mut || {
+            on_stop_signal(stop.clone(), || notify_systemd(&[NotifyState::Stopping, NotifyState::Status("stopping")]))?;
+            let stats = hydrate::serve(a, &dir, opts.options(verbose), &stop, &mut || {
                 println!("ready: serving {} (stop with Ctrl-C or SIGTERM)", dir.display());
                 let _ = io::stdout().flush();
+                notify_systemd(&[NotifyState::Ready, NotifyState::Status(&format!("serving {}", dir.display()))]);
             })
             .with_context(|| format!("cannot serve {}", dir.display()))?;
             eprintln!(
@@ -483,61 +382,321 @@ fn run(cli: Cli) -> Result<i32> {
                 stats.files_completed,
                 stats.events_denied
             );
+            Ok(0)
         }
-        Cmd::Run { archive, dir, opts, command } => return run_command(&archive, &dir, opts.options(), &command),
-        Cmd::Status { dir, json } => {
-            let s = hydrate::status::status(&dir).with_context(|| format!("cannot read the state of {}", dir.display()))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            } else {
-                let pct = |a: u64, b: u64| if b == 0 { 100.0 } else { a as f64 * 100.0 / b as f64 };
-                println!(
-                    "dir            {} ({})",
-                    s.dir.display(),
-                    if s.served { "served" } else { "not served: empty until `thaw serve`" }
-                );
-                println!("archive        {} ({})", s.archive.display(), s.id);
-                println!(
-                    "files          {} complete, {} partial, {} untouched (of {})",
-                    s.files_complete, s.files_partial, s.files_untouched, s.files_total
-                );
-                if s.files_added > 0 {
-                    println!("added          {} files not from the archive (not counted above)", s.files_added);
-                }
-                if s.files_modified > 0 {
-                    println!("modified       {} stubs written to by users (counted above)", s.files_modified);
-                }
-                println!(
-                    "hydrated       {} of {} ({:.2}%)",
-                    human(s.bytes_hydrated),
-                    human(s.bytes_total),
-                    pct(s.bytes_hydrated, s.bytes_total)
-                );
-                println!("disk used      {}", human(s.disk_bytes));
-                println!("last serve     {} events, {} frames decoded", s.events_served, s.frames_decoded);
-            }
-        }
-        Cmd::Hydrate { dir, paths } => {
-            let pb = bar("hydrating");
-            let n = hydrate::status::hydrate(&dir, None, &paths, &|n| pb.inc(n))
-                .with_context(|| format!("cannot hydrate {}", dir.display()))?;
-            pb.finish_and_clear();
-            eprintln!("hydrated {n} files");
-        }
-        Cmd::Upgrade { dir } => {
-            let s = thaw::tree::populate::upgrade(&dir).with_context(|| format!("cannot upgrade {}", dir.display()))?;
-            for r in &s.refused {
-                eprintln!("thaw: refused: {r} (now an ordinary file)");
-            }
-            match s.already_current {
-                true => println!("{}: already current, nothing to do", dir.display()),
-                false => println!("{}: upgraded {} stubs, refused {}", dir.display(), s.upgraded, s.refused.len()),
-            }
-        }
+        Cmd::Run { archive, dir, opts, command } => run_command(&archive, &dir, opts.options(verbose), &command),
+        Cmd::Status { dir, json } => status(&dir, json),
+        Cmd::Hydrate { dir, paths } => hydrate_paths(&dir, &paths),
+        Cmd::Completions { shell } => completions(shell),
+        Cmd::Man { dir } => man(dir.as_deref()),
+        Cmd::Upgrade { dir } => upgrade(&dir),
         Cmd::Guard { dir, mount_id, fanotify_fd, no_kill_readers } => {
             let fan = fanotify_fd.and_then(|fd| thaw::sys::fanotify::Fanotify::from_inherited(fd).ok());
-            return Ok(hydrate::guard::guard_main(&dir, mount_id, fan, !no_kill_readers));
+            Ok(hydrate::guard::guard_main(&dir, mount_id, fan, !no_kill_readers))
         }
+    }
+}
+
+/// `thaw pack`
+fn pack(src: &Path, output: &Path, opts: &PackOpts) -> Result<i32> {
+    let pb = bar("packing");
+    let s = archive::pack::pack(src, output, opts.writer(), &|t| pb.set_length(t), &|n| pb.inc(n))
+        .with_context(|| format!("cannot pack {} into {}", src.display(), output.display()))?;
+    pb.finish_and_clear();
+    warn_all(&s.warnings);
+    eprintln!(
+        "packed {} entries, {} -> {} ({:.3}x), id {}",
+        s.entries,
+        human(s.data_bytes),
+        human(s.archive_bytes),
+        s.archive_bytes as f64 / s.data_bytes.max(1) as f64,
+        archive::index::id_hex(&s.id)
+    );
+    Ok(0)
+}
+
+/// `thaw convert`
+fn convert(input: &Path, output: &Path, opts: &PackOpts) -> Result<i32> {
+    let pb = bar("converting");
+    pb.set_length(std::fs::metadata(input).map(|m| m.len()).unwrap_or(0));
+    let s = archive::convert::convert(input, output, opts.writer(), &|n| pb.inc(n))
+        .with_context(|| format!("cannot convert {} into {}", input.display(), output.display()))?;
+    pb.finish_and_clear();
+    warn_all(&s.warnings);
+    eprintln!("converted {} entries, id {}", s.entries, archive::index::id_hex(&s.id));
+    Ok(0)
+}
+
+/// `thaw ls`: paths, a long listing, or JSON, from the index alone.
+fn ls(archive: &Path, long: bool, json: bool) -> Result<i32> {
+    let a = open(archive)?;
+    let out = io::stdout();
+    let mut out = io::BufWriter::new(out.lock());
+    if json {
+        let list: Vec<_> = a.entries().iter().map(entry_json).collect();
+        serde_json::to_writer_pretty(&mut out, &list)?;
+        writeln!(out)?;
+    } else {
+        for e in a.entries() {
+            if long {
+                let owner = if e.uname.is_empty() { e.uid.to_string() } else { String::from_utf8_lossy(&e.uname).into() };
+                let group = if e.gname.is_empty() { e.gid.to_string() } else { String::from_utf8_lossy(&e.gname).into() };
+                write!(out, "{} {owner}/{group} {:>12} {}.{:09} ", mode_string(e.kind, e.mode), e.size, e.mtime, e.mtime_nsec)?;
+            }
+            out.write_all(&e.path)?;
+            if long && !e.link.is_empty() {
+                out.write_all(if e.kind == EntryKind::Hardlink { b" link to " } else { b" -> " })?;
+                out.write_all(&e.link)?;
+            }
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+/// `thaw cat`: one file to stdout, decoding only the frames it covers.
+fn cat(archive: &Path, path: &Path) -> Result<i32> {
+    let a = open(archive)?;
+    let p = path.as_os_str().as_bytes();
+    let e = a.lookup(p).ok_or_else(|| archive::Error::NotFound(path.display().to_string()))?;
+    let data = a.index().data_entry(e);
+    if data.kind != EntryKind::File {
+        bail!("{}: is a {:?}, not a regular file", path.display(), e.kind);
+    }
+    let out = io::stdout();
+    let mut out = out.lock();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0;
+    while off < data.size {
+        let n = a.read_at(data, off, &mut buf).with_context(|| format!("{}: reading {}", archive.display(), path.display()))?;
+        out.write_all(&buf[..n])?;
+        off += n as u64;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+/// `thaw extract`
+fn extract(archive: &Path, dir: &Path, t: Option<usize>) -> Result<i32> {
+    let a = open(archive)?;
+    let pb = bar("extracting");
+    pb.set_length(a.entries().iter().map(|e| e.size).sum());
+    let s = thaw::tree::extract::extract(a, dir, threads(t), &|n| pb.inc(n))
+        .with_context(|| format!("cannot extract {} into {}", archive.display(), dir.display()))?;
+    pb.finish_and_clear();
+    warn_all(&s.warnings);
+    eprintln!("extracted {} entries, {}", s.entries, human(s.bytes));
+    Ok(0)
+}
+
+/// `thaw info`: what the index and the seek table say, as text or JSON.
+fn info(archive: &Path, json: bool) -> Result<i32> {
+    let a = open(archive)?;
+    let t = a.seek_table();
+    let count = |k: EntryKind| a.entries().iter().filter(|e| e.kind == k).count();
+    let data: u64 = a.entries().iter().map(|e| e.size).sum();
+    let ratio = a.file_len() as f64 / t.stream_len().max(1) as f64;
+    if json {
+        let info = serde_json::json!({
+            "archive": archive.display().to_string(),
+            "format_version": a.version(),
+            "id": a.id_hex(),
+            "entries": a.entries().len(),
+            "files": count(EntryKind::File),
+            "dirs": count(EntryKind::Dir),
+            "symlinks": count(EntryKind::Symlink),
+            "hardlinks": count(EntryKind::Hardlink),
+            "frames": t.len(),
+            "data_bytes": data,
+            "tar_stream_bytes": t.stream_len(),
+            "archive_bytes": a.file_len(),
+            "index_and_seek_table_bytes": a.trailer_len(),
+            "ratio": ratio,
+        });
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(0);
+    }
+    println!("archive        {}", archive.display());
+    println!("format         thaw archive v{} (seekable .tar.zst)", a.version());
+    println!("id             {}", a.id_hex());
+    println!(
+        "entries        {} ({} files, {} dirs, {} symlinks, {} hard links)",
+        a.entries().len(),
+        count(EntryKind::File),
+        count(EntryKind::Dir),
+        count(EntryKind::Symlink),
+        count(EntryKind::Hardlink)
+    );
+    println!("frames         {}", t.len());
+    println!("file data      {}", human(data));
+    println!("tar stream     {}", human(t.stream_len()));
+    println!("archive        {} (index + seek table {})", human(a.file_len()), human(a.trailer_len()));
+    println!("ratio          {ratio:.3} (archive / tar stream)");
+    Ok(0)
+}
+
+/// `thaw verify DIR`: every hydrated byte against the archive. Exits 1 on a problem.
+fn verify_tree(dir: &Path) -> Result<i32> {
+    let r = hydrate::status::verify_tree(dir, None).with_context(|| format!("cannot verify {}", dir.display()))?;
+    for p in &r.problems {
+        eprintln!("{}: {p}", dir.display());
+    }
+    for e in &r.empty_stubs {
+        println!("untouched stub: {e}");
+    }
+    for m in &r.modified {
+        println!("modified by a user, not compared: {m}");
+    }
+    if r.files_modified > 0 {
+        println!("{}: modified: {}, not compared", dir.display(), r.files_modified);
+    }
+    println!(
+        "{}: {} files checked, {} compared with the archive, {} untouched stubs, {} added files skipped, {} problem(s)",
+        dir.display(),
+        r.files_checked,
+        human(r.bytes_compared),
+        r.empty_stubs.len(),
+        r.files_added,
+        r.problems.len()
+    );
+    Ok(if r.problems.is_empty() { 0 } else { 1 })
+}
+
+/// `thaw verify ARCHIVE`: every frame and the index. Exits 1 on a problem.
+fn verify_archive(archive: &Path) -> Result<i32> {
+    let a = open(archive)?;
+    let pb = bar("verifying");
+    pb.set_length(a.seek_table().len() as u64);
+    let r = archive::verify::verify(a, &|n| pb.inc(n))?;
+    pb.finish_and_clear();
+    for p in &r.problems {
+        eprintln!("{}: {p}", archive.display());
+    }
+    if !r.problems.is_empty() {
+        eprintln!("{}: {} problem(s)", archive.display(), r.problems.len());
+        return Ok(1);
+    }
+    println!("{}: ok ({} frames, {} entries checked)", archive.display(), r.frames, r.entries_checked);
+    Ok(0)
+}
+
+/// `thaw populate`
+fn populate(archive: &Path, dir: &Path, t: Option<usize>) -> Result<i32> {
+    let a = open(archive)?;
+    let started = std::time::Instant::now();
+    let s = thaw::tree::populate::populate(a, archive, dir, threads(t))
+        .with_context(|| format!("cannot populate {} from {}", dir.display(), archive.display()))?;
+    warn_all(&s.warnings);
+    eprintln!(
+        "populated {} entries ({} stubs, {}) in {:.2}s; `thaw serve {} {}` shows them",
+        s.entries,
+        s.stubs,
+        human(s.bytes),
+        started.elapsed().as_secs_f64(),
+        archive.display(),
+        dir.display()
+    );
+    Ok(0)
+}
+
+/// `thaw status`: how much of DIR is hydrated, as text or JSON.
+fn status(dir: &Path, json: bool) -> Result<i32> {
+    let s = hydrate::status::status(dir).with_context(|| format!("cannot read the state of {}", dir.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(0);
+    }
+    let pct = |a: u64, b: u64| if b == 0 { 100.0 } else { a as f64 * 100.0 / b as f64 };
+    println!("dir            {} ({})", s.dir.display(), if s.served { "served" } else { "not served: empty until `thaw serve`" });
+    println!("archive        {} ({})", s.archive.display(), s.id);
+    println!(
+        "files          {} complete, {} partial, {} untouched (of {})",
+        s.files_complete, s.files_partial, s.files_untouched, s.files_total
+    );
+    if s.files_modified > 0 {
+        println!("modified       {} files written to by users (counted above)", s.files_modified);
+    }
+    if s.files_added > 0 {
+        println!("added          {} files not from the archive (not counted above)", s.files_added);
+    }
+    println!("hydrated       {} of {} ({:.2}%)", human(s.bytes_hydrated), human(s.bytes_total), pct(s.bytes_hydrated, s.bytes_total));
+    println!("disk used      {}", human(s.disk_bytes));
+    println!("last serve     {} events, {} frames decoded", s.events_served, s.frames_decoded);
+    Ok(0)
+}
+
+/// `thaw hydrate`: fill stubs now (all, or those under `paths`).
+fn hydrate_paths(dir: &Path, paths: &[PathBuf]) -> Result<i32> {
+    let pb = bar("hydrating");
+    let n = hydrate::status::hydrate(dir, None, paths, &|n| pb.inc(n)).with_context(|| format!("cannot hydrate {}", dir.display()))?;
+    pb.finish_and_clear();
+    eprintln!("hydrated {n} files");
+    Ok(0)
+}
+
+/// `thaw completions SHELL`: the completion script, to stdout.
+fn completions(shell: Shell) -> Result<i32> {
+    let mut out = io::stdout().lock();
+    // clap_complete offers hidden commands too (clap issue 1335): complete a
+    // copy of the root that has only the visible ones, so `__guard` is not offered.
+    let cli = Cli::command();
+    let mut visible = clap::Command::new("thaw")
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(cli.get_arguments().cloned())
+        .subcommands(cli.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
+    clap_complete::generate(shell, &mut visible, "thaw", &mut out);
+    out.flush()?;
+    Ok(0)
+}
+
+/// `thaw man`: thaw(1) to stdout, or with `--dir` thaw.1 and one
+/// thaw-COMMAND.1 per command written into DIR.
+fn man(dir: Option<&Path>) -> Result<i32> {
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), dir).with_context(|| format!("cannot write man pages into {}", dir.display()))?;
+        }
+        None => {
+            let mut out = io::stdout().lock();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            out.flush()?;
+        }
+    }
+    Ok(0)
+}
+
+/// Sets `flag` on SIGINT or SIGTERM, then calls `then` on the thread that
+/// waits for them (so it may do more than a signal handler could).
+fn on_stop_signal(flag: Arc<AtomicBool>, then: impl Fn() + Send + 'static) -> Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot catch SIGINT/SIGTERM")?;
+    std::thread::Builder::new().name("thaw-signals".into()).spawn(move || {
+        for _ in signals.forever() {
+            flag.store(true, Ordering::Relaxed);
+            then();
+        }
+    })?;
+    Ok(())
+}
+
+/// Tells systemd about our state when it started us with `Type=notify`
+/// (`NOTIFY_SOCKET` set); does nothing otherwise.
+fn notify_systemd(state: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!("cannot notify systemd: {e}");
+    }
+}
+
+/// `thaw upgrade`
+fn upgrade(dir: &Path) -> Result<i32> {
+    let s = thaw::tree::populate::upgrade(dir).with_context(|| format!("cannot upgrade {}", dir.display()))?;
+    for r in &s.refused {
+        eprintln!("thaw: refused: {r} (now an ordinary file)");
+    }
+    match s.already_current {
+        true => println!("{}: already current, nothing to do", dir.display()),
+        false => println!("{}: upgraded {} stubs, refused {}", dir.display(), s.upgraded, s.refused.len()),
     }
     Ok(0)
 }
@@ -546,9 +705,7 @@ fn run(cli: Cli) -> Result<i32> {
 fn run_command(archive: &Path, dir: &Path, opts: ServeOptions, command: &[std::ffi::OsString]) -> Result<i32> {
     let a = Arc::new(open_shared(archive)?);
     let interrupted = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, interrupted.clone())?;
-    }
+    on_stop_signal(interrupted.clone(), || {})?;
     let out = hydrate::supervise::run(a, archive, dir, opts, command, &interrupted)
         .with_context(|| format!("cannot run {:?} on {}", command[0], dir.display()))?;
     if let Some(s) = &out.populated {

@@ -44,6 +44,22 @@ fn from_archive(archive: Option<&Archive>, f: &TreeFile) -> bool {
     f.marker.is_some() || archive.is_none_or(|a| a.lookup(&f.rel).is_some_and(|e| matches!(e.kind, EntryKind::File | EntryKind::Hardlink)))
 }
 
+/// True if a user wrote to (or touched) a file of the archive: its marker
+/// says so, or its mtime is not its entry's. thaw puts the entry's mtime back
+/// after each of its own writes, and a user's write or truncate changes it
+/// in the same inode update as the data, so it survives any crash.
+fn user_modified(archive: Option<&Archive>, f: &TreeFile) -> bool {
+    if f.marker.as_ref().is_some_and(|m| m.modified) {
+        return true;
+    }
+    let Some(a) = archive else { return false };
+    let entry = match &f.marker {
+        Some(m) => a.index().get(m.entry),
+        None => a.lookup(&f.rel),
+    };
+    entry.is_some_and(|e| (e.mtime, e.mtime_nsec) != f.mtime)
+}
+
 /// Opens a stub of the stage tree to read it; `None` if it changed since the walk.
 fn open_stub(stage: &Stage, f: &TreeFile, flags: OFlags) -> Result<Option<File>, Error> {
     Ok(open_tree_file(stage.tree_fd()?, f, flags)?)
@@ -63,12 +79,13 @@ pub fn status(dir: &Path) -> Result<Status, Error> {
         }
         s.files_total += 1;
         s.bytes_total += f.size;
-        let Some(m) = &f.marker else {
+        let Some(_) = &f.marker else {
+            s.files_modified += u64::from(user_modified(archive.as_ref(), &f));
             s.files_complete += 1;
             s.bytes_hydrated += f.size;
             continue;
         };
-        s.files_modified += u64::from(m.modified);
+        s.files_modified += u64::from(user_modified(archive.as_ref(), &f));
         let Some(file) = open_stub(&stage, &f, OFlags::RDONLY)? else { continue };
         let present: u64 = data_extents(file.as_fd(), f.size).map_err(|e| Error::io(f.rel_lossy(), e))?.iter().map(|(a, b)| b - a).sum();
         s.bytes_hydrated += present;
@@ -169,7 +186,7 @@ pub fn verify_tree(dir: &Path, archive: Option<Arc<Archive>>) -> Result<TreeVeri
     let mut out = TreeVerify::default();
     let (files, added): (Vec<TreeFile>, Vec<TreeFile>) = files.into_iter().partition(|f| from_archive(Some(&archive), f));
     out.files_added = added.len() as u64;
-    let (modified, files): (Vec<TreeFile>, Vec<TreeFile>) = files.into_iter().partition(|f| f.marker.as_ref().is_some_and(|m| m.modified));
+    let (modified, files): (Vec<TreeFile>, Vec<TreeFile>) = files.into_iter().partition(|f| user_modified(Some(&archive), f));
     out.files_modified = modified.len() as u64;
     out.modified = modified.iter().map(TreeFile::rel_lossy).collect();
     out.modified.sort();

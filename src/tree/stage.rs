@@ -101,6 +101,8 @@ pub struct TreeFile {
     pub blocks: u64,
     pub uid: u32,
     pub gid: u32,
+    /// Modification time (seconds, nanoseconds).
+    pub mtime: (i64, u32),
     /// Set on stubs that are not complete yet (None also for a malformed one).
     pub marker: Option<Marker>,
 }
@@ -548,6 +550,7 @@ impl Stage {
                         blocks: st.st_blocks as u64,
                         uid: st.st_uid,
                         gid: st.st_gid,
+                        mtime: (st.st_mtime, st.st_mtime_nsec as u32),
                         marker: marker_of(fd.as_fd()),
                     }),
                     _ => {}

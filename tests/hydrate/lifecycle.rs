@@ -124,10 +124,14 @@ fn verify_finds_a_stub_whose_bytes_were_changed_behind_thaw() {
     let served = s.serve(&[]);
     let _ = fs::read(s.dir.join("d3/f3")).unwrap();
     served.stop();
-    // Corrupt the hydrated file through the stage.
+    // Corrupt the hydrated file through the stage, the way a bad disk would:
+    // the bytes change, the mtime does not (a changed mtime means a user's
+    // write, which verify reports apart).
     let stage = s.dir.parent().unwrap().join(".lazy.thaw/tree/d3/f3");
+    let mtime = fs::metadata(&stage).unwrap().modified().unwrap();
     let f = fs::OpenOptions::new().write(true).open(&stage).unwrap();
     f.write_all_at(b"XX", 10).unwrap();
+    f.set_modified(mtime).unwrap();
     let r = thaw([OsStr::new("verify"), s.dir.as_os_str()]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("d3/f3") && r.stderr.contains("differs"), "{}", r.stderr);
