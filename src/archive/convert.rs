@@ -52,18 +52,9 @@ pub fn convert(input: &Path, out: &Path, opts: WriterOptions, progress: &(dyn Fn
             let shown = String::from_utf8_lossy(&raw_path).into_owned();
             let bad = |why: String| Error::BadEntry { path: shown.clone(), why };
             let h = item.header().clone();
-            let kind = match h.entry_type() {
-                tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => EntryKind::File,
-                tar::EntryType::Directory => EntryKind::Dir,
-                tar::EntryType::Symlink => EntryKind::Symlink,
-                tar::EntryType::Link => EntryKind::Hardlink,
-                tar::EntryType::Fifo => EntryKind::Fifo,
-                tar::EntryType::Char => EntryKind::CharDev,
-                tar::EntryType::Block => EntryKind::BlockDev,
-                other => {
-                    warnings.push(format!("{shown}: tar entry type {other:?} skipped"));
-                    continue;
-                }
+            let Some(kind) = EntryKind::from_tar(h.entry_type()) else {
+                warnings.push(format!("{shown}: tar entry type {:?} skipped", h.entry_type()));
+                continue;
             };
             let Some(path) = normalize_path(&raw_path) else {
                 if raw_path.split(|&b| b == b'/').any(|c| c == b"..") {

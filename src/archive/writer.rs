@@ -270,16 +270,7 @@ impl ArchiveWriter {
                 h.set_groupname(g)?;
             }
         }
-        let ty = match e.kind {
-            EntryKind::File => tar::EntryType::Regular,
-            EntryKind::Dir => tar::EntryType::Directory,
-            EntryKind::Symlink => tar::EntryType::Symlink,
-            EntryKind::Hardlink => tar::EntryType::Link,
-            EntryKind::Fifo => tar::EntryType::Fifo,
-            EntryKind::CharDev => tar::EntryType::Char,
-            EntryKind::BlockDev => tar::EntryType::Block,
-        };
-        h.set_entry_type(ty);
+        h.set_entry_type(e.kind.tar_type());
         if matches!(e.kind, EntryKind::CharDev | EntryKind::BlockDev) {
             h.set_device_major(e.dev_major)?;
             h.set_device_minor(e.dev_minor)?;
