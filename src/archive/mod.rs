@@ -6,6 +6,7 @@
 
 pub mod convert;
 pub mod index;
+pub mod members;
 pub mod pack;
 pub mod reader;
 pub mod seek_table;

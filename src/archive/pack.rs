@@ -2,7 +2,8 @@
 //! as a thaw archive, written to a temporary name and renamed when complete.
 
 use super::index::{Entry, EntryKind};
-use super::writer::{ArchiveWriter, WriterOptions};
+pub use super::writer::Progress;
+use super::writer::{ArchiveWriter, EarlyEnd, MemberData, WriterOptions};
 use super::Error;
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -10,9 +11,6 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-
-/// Progress callback: called with the number of data bytes just consumed.
-pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
 /// What `pack` did.
 #[derive(Debug, Clone)]
@@ -53,9 +51,9 @@ pub fn pack(
         let mut w = ArchiveWriter::new(file, opts)?;
         for f in found {
             if f.entry.kind == EntryKind::File && f.entry.size > 0 {
-                let mut file = File::open(&f.src).map_err(|e| Error::io(f.src.display(), e))?;
-                let mut reader = ProgressRead { inner: &mut file, progress };
-                w.append(f.entry, Some(&mut reader))?;
+                let file = File::open(&f.src).map_err(|e| Error::io(f.src.display(), e))?;
+                let size = f.entry.size;
+                w.append(f.entry, Some(&mut MemberData::new(file, size, EarlyEnd::Shrank, progress)))?;
             } else {
                 w.append(f.entry, None)?;
             }
@@ -66,19 +64,6 @@ pub fn pack(
     })?;
     let archive_bytes = fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     Ok(PackSummary { entries: summary.0, data_bytes: total, archive_bytes, id: summary.1, warnings })
-}
-
-struct ProgressRead<'a> {
-    inner: &'a mut File,
-    progress: Progress<'a>,
-}
-
-impl io::Read for ProgressRead<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        (self.progress)(n as u64);
-        Ok(n)
-    }
 }
 
 fn walk(
