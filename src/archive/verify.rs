@@ -47,13 +47,14 @@ impl Read for StreamReader<'_> {
                 return Ok(0);
             }
             let end = (self.next + self.batch).min(total);
-            let decoded: Vec<Result<Vec<u8>, String>> = (self.next..end).into_par_iter().map(|i| self.archive.decode_frame(i)).collect();
+            let decoded: Vec<Result<Vec<u8>, Error>> = (self.next..end).into_par_iter().map(|i| self.archive.decode_frame(i)).collect();
             for (i, d) in (self.next..end).zip(decoded) {
                 (self.progress)(1);
                 match d {
                     Ok(v) => self.ready.push_back(v),
-                    Err(why) => {
-                        self.problems.push(format!("frame {i}: {why}"));
+                    Err(e) => {
+                        let why = super::error_chain(&e);
+                        self.problems.push(if why.starts_with("frame ") { why } else { format!("frame {i}: {why}") });
                         // Keep offsets right for the tar walk: zeros in place of the frame.
                         self.ready.push_back(vec![0; self.archive.seek_table().frame(i).decompressed as usize]);
                     }
@@ -82,7 +83,7 @@ pub fn verify(archive: &Archive, progress: &(dyn Fn(u64) + Sync)) -> Result<Veri
             report.entries_checked = expected.len().min(archive.entries().len());
             compare(&expected, archive.entries())
         }
-        Err(why) => vec![format!("tar stream: {why}")],
+        Err(e) => vec![format!("tar stream: {}", super::error_chain(&e))],
     };
     // Drain the remaining frames so every checksum is checked.
     let _ = io::copy(&mut reader, &mut io::sink());

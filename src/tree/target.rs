@@ -97,22 +97,25 @@ impl TargetDir {
         let (parent, _) = split_parent(rel);
         let res = match self.open(parent, OFlags::DIRECTORY | OFlags::PATH) {
             Ok(fd) => return Ok(fd),
-            Err(Error::At { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::At { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 self.mkdir_all(parent).and_then(|()| self.open(parent, OFlags::DIRECTORY | OFlags::PATH))
             }
             Err(e) => Err(e),
         };
-        res.map_err(|e| {
-            let why = match &e {
-                Error::At { cause, .. } if matches!(cause.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR | libc::EXDEV)) => {
-                    format!(
-                        "parent {:?} is a symlink or not a directory (thaw never follows symlinks in the target): {cause}",
-                        String::from_utf8_lossy(parent)
-                    )
-                }
-                other => format!("parent {:?}: {other}", String::from_utf8_lossy(parent)),
-            };
-            Error::Refused { path: String::from_utf8_lossy(rel).into_owned(), why }
+        let shown = String::from_utf8_lossy(parent);
+        res.map_err(|e| match e {
+            Error::At { source, .. } => {
+                let why = if matches!(source.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR | libc::EXDEV)) {
+                    format!("parent {shown:?} is a symlink or not a directory (thaw never follows symlinks in the target)")
+                } else {
+                    format!("cannot open its parent {shown:?}")
+                };
+                Error::Parent { path: String::from_utf8_lossy(rel).into_owned(), why, source }
+            }
+            Error::Refused { path, why } => {
+                Error::Refused { path: String::from_utf8_lossy(rel).into_owned(), why: format!("{path:?}: {why}") }
+            }
+            other => other,
         })
     }
 
