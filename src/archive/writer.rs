@@ -305,14 +305,7 @@ impl ArchiveWriter {
     fn header_bytes(&mut self, e: &Entry) -> io::Result<Vec<u8>> {
         let b = &mut self.headers;
         b.get_mut().clear();
-        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
-        if e.mtime_nsec != 0 || e.mtime < 0 {
-            pax.push(("mtime".into(), format_pax_time(e.mtime, e.mtime_nsec).into_bytes()));
-        }
-        for (k, v) in &e.xattrs {
-            let k = std::str::from_utf8(k).map_err(|_| io::Error::other("xattr name is not UTF-8"))?;
-            pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
-        }
+        let pax = pax_records(e)?;
         if !pax.is_empty() {
             b.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
         }
@@ -405,6 +398,20 @@ impl ArchiveWriter {
         out.flush().map_err(w)?;
         Ok((out, id))
     }
+}
+
+/// The PAX records an entry needs: the exact mtime when whole non-negative
+/// seconds cannot say it, and its xattrs.
+fn pax_records(e: &Entry) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut pax = Vec::new();
+    if e.mtime_nsec != 0 || e.mtime < 0 {
+        pax.push(("mtime".into(), format_pax_time(e.mtime, e.mtime_nsec).into_bytes()));
+    }
+    for (k, v) in &e.xattrs {
+        let k = std::str::from_utf8(k).map_err(|_| io::Error::other("xattr name is not UTF-8"))?;
+        pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
+    }
+    Ok(pax)
 }
 
 /// Size of the name and linkname fields of a tar header.
