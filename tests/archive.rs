@@ -19,6 +19,8 @@ mod convert;
 mod fixture;
 #[path = "archive/interop.rs"]
 mod interop;
+#[path = "archive/long_paths.rs"]
+mod long_paths;
 #[path = "archive/random_read.rs"]
 mod random_read;
 #[path = "archive/round_trip.rs"]

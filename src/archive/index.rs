@@ -55,6 +55,34 @@ impl EntryKind {
         })
     }
 
+    /// The tar typeflag a member of this kind is written with.
+    pub fn tar_type(self) -> tar::EntryType {
+        match self {
+            EntryKind::File => tar::EntryType::Regular,
+            EntryKind::Dir => tar::EntryType::Directory,
+            EntryKind::Symlink => tar::EntryType::Symlink,
+            EntryKind::Hardlink => tar::EntryType::Link,
+            EntryKind::Fifo => tar::EntryType::Fifo,
+            EntryKind::CharDev => tar::EntryType::Char,
+            EntryKind::BlockDev => tar::EntryType::Block,
+        }
+    }
+
+    /// The kind a tar typeflag stands for; None for the types thaw skips
+    /// (sockets, volume labels, ...). Contiguous and sparse files read as files.
+    pub fn from_tar(t: tar::EntryType) -> Option<EntryKind> {
+        Some(match t {
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => EntryKind::File,
+            tar::EntryType::Directory => EntryKind::Dir,
+            tar::EntryType::Symlink => EntryKind::Symlink,
+            tar::EntryType::Link => EntryKind::Hardlink,
+            tar::EntryType::Fifo => EntryKind::Fifo,
+            tar::EntryType::Char => EntryKind::CharDev,
+            tar::EntryType::Block => EntryKind::BlockDev,
+            _ => return None,
+        })
+    }
+
     /// The `ls -l` type letter.
     pub fn letter(self) -> char {
         match self {

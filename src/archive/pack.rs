@@ -2,7 +2,8 @@
 //! as a thaw archive, written to a temporary name and renamed when complete.
 
 use super::index::{Entry, EntryKind};
-use super::writer::{ArchiveWriter, WriterOptions};
+pub use super::writer::Progress;
+use super::writer::{ArchiveWriter, EarlyEnd, MemberData, WriterOptions};
 use super::Error;
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -10,9 +11,6 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-
-/// Progress callback: called with the number of data bytes just consumed.
-pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
 /// What `pack` did.
 #[derive(Debug, Clone)]
@@ -46,16 +44,16 @@ pub fn pack(
     let mut found = Vec::new();
     let mut warnings = Vec::new();
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    walk(src, &mut Vec::new(), &mut found, &mut warnings, &mut links, &mut names)?;
+    walk(src, &mut Vec::new(), &mut Walk { out: &mut found, warnings: &mut warnings, links: &mut links, names: &mut names })?;
     let total: u64 = found.iter().map(|f| f.entry.size).sum();
     progress_total(total);
     let summary = write_atomically(out, |file| {
         let mut w = ArchiveWriter::new(file, opts)?;
         for f in found {
             if f.entry.kind == EntryKind::File && f.entry.size > 0 {
-                let mut file = File::open(&f.src).map_err(|e| Error::io(f.src.display(), e))?;
-                let mut reader = ProgressRead { inner: &mut file, progress };
-                w.append(f.entry, Some(&mut reader))?;
+                let file = File::open(&f.src).map_err(|e| Error::io(f.src.display(), e))?;
+                let size = f.entry.size;
+                w.append(f.entry, Some(&mut MemberData::new(file, size, EarlyEnd::Shrank, progress)))?;
             } else {
                 w.append(f.entry, None)?;
             }
@@ -68,98 +66,100 @@ pub fn pack(
     Ok(PackSummary { entries: summary.0, data_bytes: total, archive_bytes, id: summary.1, warnings })
 }
 
-struct ProgressRead<'a> {
-    inner: &'a mut File,
-    progress: Progress<'a>,
+/// What the walk carries from one directory to the next.
+struct Walk<'a> {
+    out: &'a mut Vec<Found>,
+    warnings: &'a mut Vec<String>,
+    /// (dev, ino) of files with several links -> the path first seen.
+    links: &'a mut HashMap<(u64, u64), Vec<u8>>,
+    names: &'a mut Names,
 }
 
-impl io::Read for ProgressRead<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        (self.progress)(n as u64);
-        Ok(n)
-    }
-}
-
-fn walk(
-    dir: &Path,
-    rel: &mut Vec<u8>,
-    out: &mut Vec<Found>,
-    warnings: &mut Vec<String>,
-    links: &mut HashMap<(u64, u64), Vec<u8>>,
-    names: &mut Names,
-) -> Result<(), Error> {
+/// Adds the tree below `dir` (whose path in the archive is `rel`), sorted by name.
+fn walk(dir: &Path, rel: &mut Vec<u8>, w: &mut Walk<'_>) -> Result<(), Error> {
     let mut children: Vec<_> =
         fs::read_dir(dir).map_err(|e| Error::io(dir.display(), e))?.collect::<Result<_, _>>().map_err(|e| Error::io(dir.display(), e))?;
     children.sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
     for child in children {
         let path = child.path();
         let meta = fs::symlink_metadata(&path).map_err(|e| Error::io(path.display(), e))?;
+        let Some(kind) = kind_of(meta.file_type()) else {
+            w.warnings.push(format!("{}: socket skipped", path.display()));
+            continue;
+        };
         let len = rel.len();
         if !rel.is_empty() {
             rel.push(b'/');
         }
         rel.extend_from_slice(child.file_name().as_bytes());
-        let ft = meta.file_type();
-        let kind = if ft.is_dir() {
-            EntryKind::Dir
-        } else if ft.is_file() {
-            EntryKind::File
-        } else if ft.is_symlink() {
-            EntryKind::Symlink
-        } else if ft.is_fifo() {
-            EntryKind::Fifo
-        } else if ft.is_char_device() {
-            EntryKind::CharDev
-        } else if ft.is_block_device() {
-            EntryKind::BlockDev
-        } else {
-            warnings.push(format!("{}: socket skipped", path.display()));
-            rel.truncate(len);
-            continue;
-        };
-        let mut e = Entry::new(rel.clone(), kind);
-        e.mode = meta.mode() & 0o7777;
-        e.uid = meta.uid();
-        e.gid = meta.gid();
-        e.uname = names.user(meta.uid());
-        e.gname = names.group(meta.gid());
-        e.mtime = meta.mtime();
-        e.mtime_nsec = meta.mtime_nsec() as u32;
-        match kind {
-            EntryKind::File => {
-                if meta.nlink() > 1 {
-                    if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
-                        e.kind = EntryKind::Hardlink;
-                        e.link = first.clone();
-                    } else {
-                        links.insert((meta.dev(), meta.ino()), rel.clone());
-                    }
-                }
-                if e.kind == EntryKind::File {
-                    e.size = meta.len();
-                }
-            }
-            EntryKind::Symlink => {
-                e.link = fs::read_link(&path).map_err(|e| Error::io(path.display(), e))?.as_os_str().as_bytes().to_vec();
-            }
-            EntryKind::CharDev | EntryKind::BlockDev => {
-                let rdev = meta.rdev();
-                e.dev_major = rustix::fs::major(rdev);
-                e.dev_minor = rustix::fs::minor(rdev);
-            }
-            _ => {}
-        }
-        if kind != EntryKind::Symlink {
-            e.xattrs = read_xattrs(&path, warnings);
-        }
-        out.push(Found { entry: e, src: path.clone() });
+        let entry = entry_for(&path, rel, &meta, kind, w)?;
+        w.out.push(Found { entry, src: path.clone() });
         if kind == EntryKind::Dir {
-            walk(&path, rel, out, warnings, links, names)?;
+            walk(&path, rel, w)?;
         }
         rel.truncate(len);
     }
     Ok(())
+}
+
+/// The entry kind of a file type; None for sockets, which tar cannot hold.
+fn kind_of(ft: fs::FileType) -> Option<EntryKind> {
+    Some(if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_file() {
+        EntryKind::File
+    } else if ft.is_symlink() {
+        EntryKind::Symlink
+    } else if ft.is_fifo() {
+        EntryKind::Fifo
+    } else if ft.is_char_device() {
+        EntryKind::CharDev
+    } else if ft.is_block_device() {
+        EntryKind::BlockDev
+    } else {
+        return None;
+    })
+}
+
+/// The entry for the object at `path` (archive path `rel`): metadata, link
+/// target, device numbers, xattrs; a second name of a file is a hard link.
+fn entry_for(path: &Path, rel: &[u8], meta: &fs::Metadata, kind: EntryKind, w: &mut Walk<'_>) -> Result<Entry, Error> {
+    let mut e = Entry::new(rel.to_vec(), kind);
+    e.mode = meta.mode() & 0o7777;
+    e.uid = meta.uid();
+    e.gid = meta.gid();
+    e.uname = w.names.user(meta.uid());
+    e.gname = w.names.group(meta.gid());
+    e.mtime = meta.mtime();
+    e.mtime_nsec = meta.mtime_nsec() as u32;
+    match kind {
+        EntryKind::File => {
+            if meta.nlink() > 1 {
+                if let Some(first) = w.links.get(&(meta.dev(), meta.ino())) {
+                    e.kind = EntryKind::Hardlink;
+                    e.link = first.clone();
+                } else {
+                    w.links.insert((meta.dev(), meta.ino()), rel.to_vec());
+                }
+            }
+            if e.kind == EntryKind::File {
+                e.size = meta.len();
+            }
+        }
+        EntryKind::Symlink => {
+            e.link = fs::read_link(path).map_err(|e| Error::io(path.display(), e))?.as_os_str().as_bytes().to_vec();
+        }
+        EntryKind::CharDev | EntryKind::BlockDev => {
+            let rdev = meta.rdev();
+            e.dev_major = rustix::fs::major(rdev);
+            e.dev_minor = rustix::fs::minor(rdev);
+        }
+        _ => {}
+    }
+    if kind != EntryKind::Symlink {
+        e.xattrs = read_xattrs(path, w.warnings);
+    }
+    Ok(e)
 }
 
 /// Reads every xattr of `path` (without following symlinks), sorted by name.

@@ -8,7 +8,7 @@ use super::seek_table::{frame_checksum, u32_at, SeekTable, FOOTER_LEN};
 use super::{Error, MAX_FRAME_SIZE};
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -19,8 +19,9 @@ pub trait Source: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Fills `buf` from `offset`; a short source is an error.
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+    /// Fills `buf` from `offset`; a short source is an error, and so is a
+    /// source that is no longer what it was when opened.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), Error>;
     /// A name for messages (the path or URL).
     fn name(&self) -> String;
 }
@@ -28,10 +29,48 @@ pub trait Source: Send + Sync {
 /// A local archive read with `pread`. (Not mmap: a file truncated under a
 /// mapping kills the reader with SIGBUS, and the daemon must fail a read with
 /// EIO instead.)
+///
+/// Replacing the file by rename is harmless (the fd keeps the old inode, whose
+/// bytes are right), but writing it in place is not: another valid frame
+/// there would pass every checksum. So every read checks that size and mtime
+/// are still those seen at open, and fails with [`Error::Changed`] otherwise.
+/// (Not ctime: unlinking or renaming the file, as a replacement by rename
+/// does, changes it too.)
 pub struct FileSource {
     file: File,
     len: u64,
     path: PathBuf,
+    opened: Identity,
+}
+
+/// What tells the file opened from a file changed since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+}
+
+impl Identity {
+    fn of(m: &std::fs::Metadata) -> Identity {
+        Identity { dev: m.dev(), ino: m.ino(), size: m.size(), mtime: (m.mtime(), m.mtime_nsec()) }
+    }
+
+    /// What differs, for the message.
+    fn changes(&self, now: &Identity) -> String {
+        let mut what = Vec::new();
+        if (self.dev, self.ino) != (now.dev, now.ino) {
+            what.push(format!("inode {}:{} is now {}:{}", self.dev, self.ino, now.dev, now.ino));
+        }
+        if self.size != now.size {
+            what.push(format!("size {} is now {}", self.size, now.size));
+        }
+        if self.mtime != now.mtime {
+            what.push(format!("mtime {}.{:09} is now {}.{:09}", self.mtime.0, self.mtime.1, now.mtime.0, now.mtime.1));
+        }
+        what.join(", ")
+    }
 }
 
 impl FileSource {
@@ -46,7 +85,17 @@ impl FileSource {
         if !meta.is_file() {
             return Err(Error::NotThaw(format!("{} is not a regular file", path.display())));
         }
-        Ok(FileSource { file, len: meta.len(), path: path.to_path_buf() })
+        Ok(FileSource { file, len: meta.len(), path: path.to_path_buf(), opened: Identity::of(&meta) })
+    }
+
+    /// Fails if the file is no longer as it was at open (one fstat).
+    fn check_unchanged(&self) -> Result<(), Error> {
+        let meta = self.file.metadata().map_err(|e| Error::io(self.path.display(), e))?;
+        let now = Identity::of(&meta);
+        if now != self.opened {
+            return Err(Error::Changed { path: self.path.display().to_string(), what: self.opened.changes(&now) });
+        }
+        Ok(())
     }
 }
 
@@ -54,8 +103,12 @@ impl Source for FileSource {
     fn len(&self) -> u64 {
         self.len
     }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        self.file.read_exact_at(buf, offset)
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
+        let read = self.file.read_exact_at(buf, offset);
+        // After the read, so a change made before it ended is seen; and a
+        // change explains a short read better than "unexpected end of file".
+        self.check_unchanged()?;
+        read.map_err(|e| Error::io(self.path.display(), e))
     }
     fn name(&self) -> String {
         self.path.display().to_string()
@@ -84,86 +137,12 @@ impl Archive {
     }
 
     pub fn from_source(source: Box<dyn Source>) -> Result<Archive, Error> {
-        let len = source.len();
-        let read = |off: u64, n: u64| -> Result<Vec<u8>, Error> {
-            let mut buf = vec![0u8; n as usize];
-            source.read_exact_at(&mut buf, off).map_err(|e| Error::io(source.name(), e))?;
-            Ok(buf)
-        };
-        if len < (FOOTER_LEN + index::TAIL_LEN) as u64 {
-            return Err(not_thaw(&*source, "file too short"));
-        }
-        let tail_start = len.saturating_sub(TAIL_READ);
-        let mut tail = read(tail_start, len - tail_start)?;
-        let seek_len = SeekTable::frame_len_from_footer(&tail).map_err(|e| match e {
-            Error::NotThaw(_) => not_thaw(&*source, "no zstd seek table at the end (or the archive is truncated)"),
-            e => e,
-        })?;
-        if seek_len + index::TAIL_LEN as u64 > len {
-            return Err(Error::corrupt("seek table", format!("{seek_len} bytes claimed in a {len}-byte file")));
-        }
-        let tail_at = |buf: &[u8], buf_start: u64, off: u64, n: u64| -> Option<Vec<u8>> {
-            let s = off.checked_sub(buf_start)? as usize;
-            buf.get(s..s + n as usize).map(<[u8]>::to_vec)
-        };
-        let idx_tail_off = len - seek_len - index::TAIL_LEN as u64;
-        let idx_tail = match tail_at(&tail, tail_start, idx_tail_off, index::TAIL_LEN as u64) {
-            Some(t) => t,
-            None => read(idx_tail_off, index::TAIL_LEN as u64)?,
-        };
-        if &idx_tail[8..16] != index::TAIL_MAGIC {
-            return Err(not_thaw(&*source, "a seekable zstd file without a thaw index"));
-        }
-        let idx_len = u64::from_le_bytes(idx_tail[0..8].try_into().unwrap());
-        let min_idx = (8 + index::HEADER_LEN + index::TAIL_LEN) as u64;
-        if idx_len < min_idx || idx_len > len - seek_len {
-            return Err(Error::corrupt("index", format!("index frame length {idx_len} does not fit the file")));
-        }
-        let trailer_start = len - seek_len - idx_len;
-        if trailer_start < tail_start {
-            tail = read(trailer_start, len - trailer_start)?;
-        } else {
-            tail.drain(..(trailer_start - tail_start) as usize);
-        }
-        let (idx_frame, seek_frame) = tail.split_at(idx_len as usize);
-        let table = SeekTable::decode(seek_frame)?;
-        if table.compressed_len() != trailer_start {
-            return Err(Error::corrupt(
-                "seek table",
-                format!("frames add up to {} bytes but the index starts at {trailer_start}", table.compressed_len()),
-            ));
-        }
-        for (i, f) in table.frames().iter().enumerate() {
-            if f.decompressed == 0 || f.decompressed > MAX_FRAME_SIZE || f.compressed == 0 {
-                return Err(Error::corrupt("seek table", format!("frame {i} has absurd sizes {f:?}")));
-            }
-        }
-        // Index frame: skippable header, fixed header, compressed body, tail.
-        if u32_at(idx_frame, 0) != index::INDEX_FRAME_MAGIC || u64::from(u32_at(idx_frame, 4)) != idx_len - 8 {
-            return Err(Error::corrupt("index", "bad skippable frame header"));
-        }
-        let header = IndexHeader::decode(&idx_frame[8..], table.len() as u64)?;
-        let body_c = &idx_frame[8 + index::HEADER_LEN..idx_frame.len() - index::TAIL_LEN];
-        if header.compressed_len != body_c.len() as u64 {
-            return Err(Error::corrupt("index", "compressed length does not match the frame"));
-        }
-        if header.body_len > index::MAX_INDEX_BODY || header.body_len > body_c.len() as u64 * 2048 {
-            return Err(Error::corrupt("index", format!("absurd index size {}", header.body_len)));
-        }
-        let body = zstd::bulk::decompress(body_c, header.body_len as usize)
-            .map_err(|e| Error::corrupt("index", format!("cannot decompress: {e}")))?;
-        if body.len() as u64 != header.body_len {
-            return Err(Error::corrupt("index", "decompressed length differs from the header"));
-        }
-        if index::archive_id(&body, &table.entry_bytes()) != header.id {
-            return Err(Error::corrupt("index", "checksum mismatch (index or seek table damaged)"));
-        }
-        if header.stream_len != table.stream_len() {
-            return Err(Error::corrupt("index", "tar stream length differs from the seek table"));
-        }
-        let entries = index::decode_entries(&body, header.entry_count)?;
-        let index = Index::new(entries, header.stream_len)?;
-        Ok(Archive { source, table, index, header, cache: FrameCache::new(DEFAULT_CACHE_BYTES), trailer_len: idx_len + seek_len })
+        let trailer = Trailer::read(&*source)?;
+        let (idx_frame, seek_frame) = trailer.bytes.split_at(trailer.index_len as usize);
+        let table = check_seek_table(seek_frame, trailer.start)?;
+        let (header, index) = read_index(idx_frame, &table)?;
+        let trailer_len = trailer.bytes.len() as u64;
+        Ok(Archive { source, table, index, header, cache: FrameCache::new(DEFAULT_CACHE_BYTES), trailer_len })
     }
 
     /// Sets the frame cache budget in bytes. Takes `&self` so it works on an
@@ -265,23 +244,27 @@ impl Archive {
 
     /// Frame `i`, decoded through the cache (single flight).
     pub fn frame(&self, i: usize) -> Result<Arc<Vec<u8>>, Error> {
-        self.cache.get(i, || self.decode_frame(i)).map_err(|why| Error::Frame { frame: i, why })
+        self.cache.get(i, || self.decode_frame(i))
     }
 
     /// Decodes frame `i` from the source, bypassing the cache, checking sizes and checksums.
-    pub fn decode_frame(&self, i: usize) -> Result<Vec<u8>, String> {
+    pub fn decode_frame(&self, i: usize) -> Result<Vec<u8>, Error> {
         let f = self.table.frame(i);
         let mut src = vec![0u8; f.compressed as usize];
-        self.source.read_exact_at(&mut src, self.table.compressed_offset(i)).map_err(|e| format!("reading {}: {e}", self.source.name()))?;
+        self.source.read_exact_at(&mut src, self.table.compressed_offset(i)).map_err(|e| match e {
+            Error::Io { path, source } => Error::FrameRead { frame: i, path, source },
+            other => other,
+        })?;
+        let bad = |why: String| Error::Frame { frame: i, why };
         let out = DECOMPRESSOR.with(|d| {
             let mut d = d.borrow_mut();
             if d.is_none() {
-                *d = Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
+                *d = Some(zstd::bulk::Decompressor::new().map_err(|e| bad(format!("zstd: {e}")))?);
             }
-            d.as_mut().unwrap().decompress(&src, f.decompressed as usize).map_err(|e| format!("zstd: {e}"))
+            d.as_mut().unwrap().decompress(&src, f.decompressed as usize).map_err(|e| bad(format!("zstd: {e}")))
         })?;
         if out.len() != f.decompressed as usize {
-            return Err(format!("decompressed to {} bytes, seek table says {}", out.len(), f.decompressed));
+            return Err(bad(format!("decompressed to {} bytes, seek table says {}", out.len(), f.decompressed)));
         }
         // One zstd frame with a content checksum has already been checked by
         // libzstd (the same low 32 bits of XXH64 the seek table stores): then
@@ -290,10 +273,111 @@ impl Archive {
         let has_sum = src.len() > 8 && src[4] & 0x04 != 0;
         let sum_ok = if single && has_sum { u32_at(&src, src.len() - 4) == f.checksum } else { frame_checksum(&out) == f.checksum };
         if !sum_ok {
-            return Err("checksum mismatch".into());
+            return Err(bad("checksum mismatch".into()));
         }
         Ok(out)
     }
+}
+
+/// The index frame and the seek table: the last bytes of the file (§5.1).
+struct Trailer {
+    /// Index frame then seek table.
+    bytes: Vec<u8>,
+    index_len: u64,
+    /// Where the trailer starts: the end of the data frames.
+    start: u64,
+}
+
+impl Trailer {
+    /// Reads the trailer in at most two reads (three for huge seek tables).
+    fn read(source: &dyn Source) -> Result<Trailer, Error> {
+        let len = source.len();
+        let read = |off: u64, n: u64| -> Result<Vec<u8>, Error> {
+            let mut buf = vec![0u8; n as usize];
+            source.read_exact_at(&mut buf, off)?;
+            Ok(buf)
+        };
+        if len < (FOOTER_LEN + index::TAIL_LEN) as u64 {
+            return Err(not_thaw(source, "file too short"));
+        }
+        let tail_start = len.saturating_sub(TAIL_READ);
+        let mut tail = read(tail_start, len - tail_start)?;
+        let seek_len = SeekTable::frame_len_from_footer(&tail).map_err(|e| match e {
+            Error::NotThaw(_) => not_thaw(source, "no zstd seek table at the end (or the archive is truncated)"),
+            e => e,
+        })?;
+        if seek_len + index::TAIL_LEN as u64 > len {
+            return Err(Error::corrupt("seek table", format!("{seek_len} bytes claimed in a {len}-byte file")));
+        }
+        let idx_tail_off = len - seek_len - index::TAIL_LEN as u64;
+        let idx_tail = match idx_tail_off.checked_sub(tail_start) {
+            Some(s) => tail[s as usize..s as usize + index::TAIL_LEN].to_vec(),
+            None => read(idx_tail_off, index::TAIL_LEN as u64)?,
+        };
+        if &idx_tail[8..16] != index::TAIL_MAGIC {
+            return Err(not_thaw(source, "a seekable zstd file without a thaw index"));
+        }
+        let index_len = u64::from_le_bytes(idx_tail[0..8].try_into().unwrap());
+        let min_idx = (8 + index::HEADER_LEN + index::TAIL_LEN) as u64;
+        if index_len < min_idx || index_len > len - seek_len {
+            return Err(Error::corrupt("index", format!("index frame length {index_len} does not fit the file")));
+        }
+        let start = len - seek_len - index_len;
+        if start < tail_start {
+            tail = read(start, len - start)?;
+        } else {
+            tail.drain(..(start - tail_start) as usize);
+        }
+        Ok(Trailer { bytes: tail, index_len, start })
+    }
+}
+
+/// Decodes the seek table and checks that its frames fill the file up to
+/// the index (`trailer_start`) with sane sizes.
+fn check_seek_table(seek_frame: &[u8], trailer_start: u64) -> Result<SeekTable, Error> {
+    let table = SeekTable::decode(seek_frame)?;
+    if table.compressed_len() != trailer_start {
+        return Err(Error::corrupt(
+            "seek table",
+            format!("frames add up to {} bytes but the index starts at {trailer_start}", table.compressed_len()),
+        ));
+    }
+    for (i, f) in table.frames().iter().enumerate() {
+        if f.decompressed == 0 || f.decompressed > MAX_FRAME_SIZE || f.compressed == 0 {
+            return Err(Error::corrupt("seek table", format!("frame {i} has absurd sizes {f:?}")));
+        }
+    }
+    Ok(table)
+}
+
+/// Checks the index frame (skippable header, fixed header, compressed body,
+/// the id over body and seek table) and decodes its entries.
+fn read_index(idx_frame: &[u8], table: &SeekTable) -> Result<(IndexHeader, Index), Error> {
+    let idx_len = idx_frame.len() as u64;
+    if u32_at(idx_frame, 0) != index::INDEX_FRAME_MAGIC || u64::from(u32_at(idx_frame, 4)) != idx_len - 8 {
+        return Err(Error::corrupt("index", "bad skippable frame header"));
+    }
+    let header = IndexHeader::decode(&idx_frame[8..], table.len() as u64)?;
+    let body_c = &idx_frame[8 + index::HEADER_LEN..idx_frame.len() - index::TAIL_LEN];
+    if header.compressed_len != body_c.len() as u64 {
+        return Err(Error::corrupt("index", "compressed length does not match the frame"));
+    }
+    if header.body_len > index::MAX_INDEX_BODY || header.body_len > body_c.len() as u64 * 2048 {
+        return Err(Error::corrupt("index", format!("absurd index size {}", header.body_len)));
+    }
+    let body =
+        zstd::bulk::decompress(body_c, header.body_len as usize).map_err(|e| Error::corrupt("index", format!("cannot decompress: {e}")))?;
+    if body.len() as u64 != header.body_len {
+        return Err(Error::corrupt("index", "decompressed length differs from the header"));
+    }
+    if index::archive_id(&body, &table.entry_bytes()) != header.id {
+        return Err(Error::corrupt("index", "checksum mismatch (index or seek table damaged)"));
+    }
+    if header.stream_len != table.stream_len() {
+        return Err(Error::corrupt("index", "tar stream length differs from the seek table"));
+    }
+    let entries = index::decode_entries(&body, header.entry_count)?;
+    Ok((header, Index::new(entries, header.stream_len)?))
 }
 
 thread_local! {
@@ -305,7 +389,7 @@ fn not_thaw(source: &dyn Source, why: &str) -> Error {
     Error::NotThaw(format!("{}: {why}; if it is a plain .tar/.tar.zst, make a thaw archive with `thaw convert`", source.name()))
 }
 
-type Cell = Arc<OnceLock<Result<Arc<Vec<u8>>, String>>>;
+type Cell = Arc<OnceLock<Result<Arc<Vec<u8>>, Error>>>;
 
 struct Slot {
     cell: Cell,
@@ -334,7 +418,7 @@ impl FrameCache {
         FrameCache { budget: AtomicUsize::new(budget), inner: Mutex::default(), decodes: AtomicU64::new(0) }
     }
 
-    fn get(&self, i: usize, decode: impl FnOnce() -> Result<Vec<u8>, String>) -> Result<Arc<Vec<u8>>, String> {
+    fn get(&self, i: usize, decode: impl FnOnce() -> Result<Vec<u8>, Error>) -> Result<Arc<Vec<u8>>, Error> {
         let cell = {
             let mut g = self.inner.lock().unwrap();
             g.tick += 1;

@@ -2,7 +2,9 @@
 //! and checksums) and walks the tar stream, checking that every member the
 //! stock `tar` would see agrees with the index.
 
-use super::index::{normalize_path, EntryKind};
+use super::convert::MemberEntries;
+use super::index::{Entry, EntryKind};
+use super::members::resolve;
 use super::{Archive, Error};
 use rayon::prelude::*;
 use std::collections::VecDeque;
@@ -45,13 +47,14 @@ impl Read for StreamReader<'_> {
                 return Ok(0);
             }
             let end = (self.next + self.batch).min(total);
-            let decoded: Vec<Result<Vec<u8>, String>> = (self.next..end).into_par_iter().map(|i| self.archive.decode_frame(i)).collect();
+            let decoded: Vec<Result<Vec<u8>, Error>> = (self.next..end).into_par_iter().map(|i| self.archive.decode_frame(i)).collect();
             for (i, d) in (self.next..end).zip(decoded) {
                 (self.progress)(1);
                 match d {
                     Ok(v) => self.ready.push_back(v),
-                    Err(why) => {
-                        self.problems.push(format!("frame {i}: {why}"));
+                    Err(e) => {
+                        let why = super::error_chain(&e);
+                        self.problems.push(if why.starts_with("frame ") { why } else { format!("frame {i}: {why}") });
                         // Keep offsets right for the tar walk: zeros in place of the frame.
                         self.ready.push_back(vec![0; self.archive.seek_table().frame(i).decompressed as usize]);
                     }
@@ -73,53 +76,59 @@ pub fn verify(archive: &Archive, progress: &(dyn Fn(u64) + Sync)) -> Result<Veri
         progress,
     };
     let mut report = VerifyReport { frames: archive.seek_table().len(), ..Default::default() };
-    let mut tar_problems = Vec::new();
-    {
-        let mut tar = tar::Archive::new(&mut reader);
-        let index = archive.index();
-        let mut expected = index.entries().iter();
-        match tar.entries() {
-            Ok(members) => {
-                for m in members {
-                    let m = match m {
-                        Ok(m) => m,
-                        Err(e) => {
-                            tar_problems.push(format!("tar stream: {e}"));
-                            break;
-                        }
-                    };
-                    let raw = m.path_bytes().into_owned();
-                    let Some(path) = normalize_path(&raw) else { continue };
-                    let shown = String::from_utf8_lossy(&path).into_owned();
-                    let Some(e) = expected.next() else {
-                        tar_problems.push(format!("{shown}: in the tar stream but not in the index"));
-                        break;
-                    };
-                    report.entries_checked += 1;
-                    if e.path != path {
-                        tar_problems.push(format!("{shown}: index has {:?} at this position", e.path_lossy()));
-                        break;
-                    }
-                    if e.kind == EntryKind::File && (m.size() != e.size || m.raw_file_position() != e.data_offset) {
-                        tar_problems.push(format!(
-                            "{shown}: tar says {} bytes at {}, index says {} at {}",
-                            m.size(),
-                            m.raw_file_position(),
-                            e.size,
-                            e.data_offset
-                        ));
-                    }
-                }
-                if let Some(e) = expected.next() {
-                    tar_problems.push(format!("{}: in the index but not in the tar stream", e.path_lossy()));
-                }
-            }
-            Err(e) => tar_problems.push(format!("tar stream: {e}")),
+    let tar_problems = match stream_entries(&mut reader) {
+        Ok(members) => {
+            // What `convert` would index from this stream, against the index.
+            let (expected, _) = resolve(members);
+            report.entries_checked = expected.len().min(archive.entries().len());
+            compare(&expected, archive.entries())
         }
-    }
+        Err(e) => vec![format!("tar stream: {}", super::error_chain(&e))],
+    };
     // Drain the remaining frames so every checksum is checked.
     let _ = io::copy(&mut reader, &mut io::sink());
     report.problems = reader.problems;
     report.problems.extend(tar_problems);
     Ok(report)
+}
+
+/// Every member of the tar stream as an entry, with its data offset.
+fn stream_entries(reader: &mut StreamReader<'_>) -> Result<Vec<Entry>, Error> {
+    let mut tar = tar::Archive::new(reader);
+    let mut members = MemberEntries::default();
+    let mut out = Vec::new();
+    for m in tar.entries().map_err(|e| Error::corrupt("tar stream", e.to_string()))? {
+        let mut m = m.map_err(|e| Error::corrupt("tar stream", e.to_string()))?;
+        if let Some(mut e) = members.entry(&mut m, &out)? {
+            e.data_offset = m.raw_file_position();
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// Where the index disagrees with the tar stream (path, type, file data), up
+/// to the first entry out of step.
+fn compare(expected: &[Entry], index: &[Entry]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (want, got) in expected.iter().zip(index) {
+        let shown = want.path_lossy();
+        if want.path != got.path || want.kind != got.kind {
+            problems.push(format!("{shown}: index has {:?} ({:?}) at this position", got.path_lossy(), got.kind));
+            return problems;
+        }
+        if want.kind == EntryKind::File && (want.size != got.size || want.data_offset != got.data_offset) {
+            problems.push(format!(
+                "{shown}: tar says {} bytes at {}, index says {} at {}",
+                want.size, want.data_offset, got.size, got.data_offset
+            ));
+        }
+    }
+    if let Some(e) = expected.get(index.len()) {
+        problems.push(format!("{}: in the tar stream but not in the index", e.path_lossy()));
+    }
+    if let Some(e) = index.get(expected.len()) {
+        problems.push(format!("{}: in the index but not in the tar stream", e.path_lossy()));
+    }
+    problems
 }

@@ -130,6 +130,58 @@ fn compress_frame(chunk: &[u8], level: i32) -> io::Result<(Vec<u8>, FrameEntry)>
     })
 }
 
+/// Progress callback: called with the number of data bytes just consumed.
+pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
+
+/// What an early end of a member's data means, for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlyEnd {
+    /// `pack`: the file got shorter after it was listed.
+    Shrank,
+    /// `convert`: the input tar stops inside this member.
+    Truncated,
+}
+
+/// A member's data on its way into the writer: reports progress, and turns an
+/// early end (`size` bytes expected) into an error that says what happened.
+pub struct MemberData<'a, R> {
+    inner: R,
+    progress: Progress<'a>,
+    done: u64,
+    size: u64,
+    early_end: EarlyEnd,
+}
+
+impl<'a, R: Read> MemberData<'a, R> {
+    pub fn new(inner: R, size: u64, early_end: EarlyEnd, progress: Progress<'a>) -> Self {
+        MemberData { inner, progress, done: 0, size, early_end }
+    }
+
+    fn ended_early(&self, cause: Option<io::Error>) -> io::Error {
+        let (done, size) = (self.done, self.size);
+        let why = match self.early_end {
+            EarlyEnd::Shrank => format!("file shrank while packing (ends at byte {done} of {size})"),
+            EarlyEnd::Truncated => format!("input ends inside this member at byte {done} of {size} (truncated tar)"),
+        };
+        io::Error::new(io::ErrorKind::UnexpectedEof, cause.map_or(why.clone(), |c| format!("{why}: {c}")))
+    }
+}
+
+impl<R: Read> Read for MemberData<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match self.inner.read(buf) {
+            Ok(0) if !buf.is_empty() && self.done < self.size => return Err(self.ended_early(None)),
+            Ok(n) => n,
+            // A decompressor that meets the end of a truncated .gz/.xz/.zst says so this way.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(self.ended_early(Some(e))),
+            Err(e) => return Err(e),
+        };
+        self.done += n as u64;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+}
+
 /// Streams entries into a thaw archive.
 pub struct ArchiveWriter {
     opts: WriterOptions,
@@ -165,6 +217,15 @@ impl ArchiveWriter {
 
     pub fn entries(&self) -> &[Entry] {
         &self.entries
+    }
+
+    /// Leaves out of the index the members a later member replaces or that
+    /// tar would not place (see [`super::members::resolve`]); their bytes
+    /// stay in the tar stream. Returns what was left out, as warnings.
+    pub fn keep_winners(&mut self) -> Vec<String> {
+        let (kept, warnings) = super::members::resolve(std::mem::take(&mut self.entries));
+        self.entries = kept;
+        warnings
     }
 
     fn push(&mut self, bytes: &[u8]) {
@@ -244,14 +305,7 @@ impl ArchiveWriter {
     fn header_bytes(&mut self, e: &Entry) -> io::Result<Vec<u8>> {
         let b = &mut self.headers;
         b.get_mut().clear();
-        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
-        if e.mtime_nsec != 0 || e.mtime < 0 {
-            pax.push(("mtime".into(), format_pax_time(e.mtime, e.mtime_nsec).into_bytes()));
-        }
-        for (k, v) in &e.xattrs {
-            let k = std::str::from_utf8(k).map_err(|_| io::Error::other("xattr name is not UTF-8"))?;
-            pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
-        }
+        let pax = pax_records(e)?;
         if !pax.is_empty() {
             b.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
         }
@@ -270,16 +324,7 @@ impl ArchiveWriter {
                 h.set_groupname(g)?;
             }
         }
-        let ty = match e.kind {
-            EntryKind::File => tar::EntryType::Regular,
-            EntryKind::Dir => tar::EntryType::Directory,
-            EntryKind::Symlink => tar::EntryType::Symlink,
-            EntryKind::Hardlink => tar::EntryType::Link,
-            EntryKind::Fifo => tar::EntryType::Fifo,
-            EntryKind::CharDev => tar::EntryType::Char,
-            EntryKind::BlockDev => tar::EntryType::Block,
-        };
-        h.set_entry_type(ty);
+        h.set_entry_type(e.kind.tar_type());
         if matches!(e.kind, EntryKind::CharDev | EntryKind::BlockDev) {
             h.set_device_major(e.dev_major)?;
             h.set_device_minor(e.dev_minor)?;
@@ -353,6 +398,20 @@ impl ArchiveWriter {
         out.flush().map_err(w)?;
         Ok((out, id))
     }
+}
+
+/// The PAX records an entry needs: the exact mtime when whole non-negative
+/// seconds cannot say it, and its xattrs.
+fn pax_records(e: &Entry) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut pax = Vec::new();
+    if e.mtime_nsec != 0 || e.mtime < 0 {
+        pax.push(("mtime".into(), format_pax_time(e.mtime, e.mtime_nsec).into_bytes()));
+    }
+    for (k, v) in &e.xattrs {
+        let k = std::str::from_utf8(k).map_err(|_| io::Error::other("xattr name is not UTF-8"))?;
+        pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
+    }
+    Ok(pax)
 }
 
 /// Size of the name and linkname fields of a tar header.

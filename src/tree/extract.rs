@@ -85,7 +85,7 @@ pub fn finish_tree(target: &TargetDir, entries: &[Entry], warnings: &mut Vec<Str
             }
             EntryKind::Fifo | EntryKind::CharDev | EntryKind::BlockDev => match target.special(e) {
                 Ok(()) => target.set_meta_path(e)?,
-                Err(err) => warnings.push(format!("{err} (skipped)")),
+                Err(err) => warnings.push(format!("{} (skipped)", crate::archive::error_chain(&err))),
             },
             EntryKind::File | EntryKind::Dir => {}
         }

@@ -35,6 +35,9 @@ fn current_umask() -> u32 {
         .unwrap_or(0o022)
 }
 
+/// Longest path handed to one openat2 call (PATH_MAX counts the NUL).
+const PATH_PIECE: usize = libc::PATH_MAX as usize - 1;
+
 const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
 
 /// Splits `a/b/c` into (`a/b`, `c`); the parent of a top-level name is empty.
@@ -115,10 +118,33 @@ impl TargetDir {
         self.root.as_fd()
     }
 
-    /// Opens `rel` beneath the root (never through a symlink).
+    /// Opens `rel` beneath the root (never through a symlink). A path longer
+    /// than PATH_MAX is walked in pieces (see [`TargetDir::walk_to`]).
     pub fn open(&self, rel: &[u8], flags: OFlags) -> Result<OwnedFd, Error> {
-        let p: &[u8] = if rel.is_empty() { b"." } else { rel };
-        rfs::openat2(&self.root, os(p), flags | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty(), BENEATH).map_err(|e| Error::at(rel, e))
+        let (dir, rest) = self.walk_to(rel)?;
+        let at = dir.as_ref().map_or(self.root.as_fd(), |d| d.as_fd());
+        let p: &[u8] = if rest.is_empty() { b"." } else { rest };
+        rfs::openat2(at, os(p), flags | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty(), BENEATH).map_err(|e| Error::at(rel, e))
+    }
+
+    /// For a path too long for one openat2 call, opens its leading
+    /// directories piece by piece, each piece shorter than PATH_MAX and
+    /// resolved beneath the directory before it without following symlinks.
+    /// Returns the last directory opened (None: the root) and the rest of the path.
+    fn walk_to<'p>(&self, rel: &'p [u8]) -> Result<(Option<OwnedFd>, &'p [u8]), Error> {
+        let mut dir: Option<OwnedFd> = None;
+        let mut rest = rel;
+        while rest.len() > PATH_PIECE {
+            let done = rel.len() - rest.len();
+            let cut = rest[..=PATH_PIECE].iter().rposition(|&b| b == b'/').filter(|&c| c > 0);
+            let cut = cut.ok_or_else(|| Error::at(rel, rustix::io::Errno::NAMETOOLONG))?;
+            let at = dir.as_ref().map_or(self.root.as_fd(), |d| d.as_fd());
+            let flags = OFlags::DIRECTORY | OFlags::PATH | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+            let fd = rfs::openat2(at, os(&rest[..cut]), flags, Mode::empty(), BENEATH).map_err(|e| Error::at(&rel[..done + cut], e))?;
+            dir = Some(fd);
+            rest = &rest[cut + 1..];
+        }
+        Ok((dir, rest))
     }
 
     /// The directory holding `rel`, creating missing parents (mode 0755).
@@ -137,54 +163,67 @@ impl TargetDir {
         let (parent, _) = split_parent(rel);
         let res = match self.open(parent, OFlags::DIRECTORY | OFlags::PATH) {
             Ok(fd) => return Ok(fd),
-            Err(Error::At { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::At { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 self.mkdir_all(parent).and_then(|()| self.open(parent, OFlags::DIRECTORY | OFlags::PATH))
             }
             Err(e) => Err(e),
         };
-        res.map_err(|e| {
-            let why = match &e {
-                Error::At { cause, .. } if matches!(cause.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR | libc::EXDEV)) => {
-                    format!(
-                        "parent {:?} is a symlink or not a directory (thaw never follows symlinks in the target): {cause}",
-                        String::from_utf8_lossy(parent)
-                    )
-                }
-                other => format!("parent {:?}: {other}", String::from_utf8_lossy(parent)),
-            };
-            Error::Refused { path: String::from_utf8_lossy(rel).into_owned(), why }
+        let shown = String::from_utf8_lossy(parent);
+        res.map_err(|e| match e {
+            Error::At { source, .. } => {
+                let why = if matches!(source.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR | libc::EXDEV)) {
+                    format!("parent {shown:?} is a symlink or not a directory (thaw never follows symlinks in the target)")
+                } else {
+                    format!("cannot open its parent {shown:?}")
+                };
+                Error::Parent { path: String::from_utf8_lossy(rel).into_owned(), why, source }
+            }
+            Error::Refused { path, why } => {
+                Error::Refused { path: String::from_utf8_lossy(rel).into_owned(), why: format!("{path:?}: {why}") }
+            }
+            other => other,
         })
     }
 
-    /// Creates `rel` and every missing parent as directories.
+    /// Creates `rel` and every missing parent as directories, one component
+    /// at a time from the directory before it (so any length works).
     pub fn mkdir_all(&self, rel: &[u8]) -> Result<(), Error> {
-        let mut end = 0;
-        while end < rel.len() {
-            end = rel[end..].iter().position(|&b| b == b'/').map_or(rel.len(), |i| end + i);
-            let prefix = &rel[..end];
-            let (parent, name) = split_parent(prefix);
-            let pfd = self.open(parent, OFlags::DIRECTORY | OFlags::PATH)?;
-            match rfs::mkdirat(&pfd, os(name), Mode::from_bits_truncate(0o755)) {
-                Ok(()) => {}
-                Err(rustix::io::Errno::EXIST) => {
-                    let st = rfs::statat(&pfd, os(name), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| Error::at(prefix, e))?;
-                    if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::Directory {
-                        return Err(Error::Refused {
-                            path: String::from_utf8_lossy(prefix).into(),
-                            why: "exists and is not a directory".into(),
-                        });
-                    }
-                }
+        let mut dir: Option<OwnedFd> = None;
+        let mut start = 0;
+        for name in rel.split(|&b| b == b'/') {
+            let prefix = &rel[..start + name.len()];
+            start += name.len() + 1;
+            if name.is_empty() {
+                continue;
+            }
+            let at = dir.as_ref().map_or(self.root.as_fd(), |d| d.as_fd());
+            match rfs::mkdirat(at, os(name), Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                 Err(e) => return Err(Error::at(prefix, e)),
             }
-            end += 1;
+            let flags = OFlags::DIRECTORY | OFlags::PATH | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+            let fd = rfs::openat2(at, os(name), flags, Mode::empty(), BENEATH).map_err(|e| match e {
+                rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
+                    Error::Refused { path: String::from_utf8_lossy(prefix).into(), why: "exists and is not a directory".into() }
+                }
+                e => Error::at(prefix, e),
+            })?;
+            dir = Some(fd);
         }
         Ok(())
     }
 
-    /// Removes a non-directory at `rel` if one is there (extraction replaces files).
-    fn clear(&self, pfd: &OwnedFd, name: &[u8]) {
-        let _ = rfs::unlinkat(pfd, os(name), AtFlags::empty());
+    /// Runs `make`, a creation of `name` in `pfd`; if something is in the
+    /// way, removes it (a non-directory: extraction replaces files, as tar
+    /// does) and runs it once more.
+    fn replacing<T>(&self, pfd: &OwnedFd, name: &[u8], make: impl Fn() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
+        match make() {
+            Err(rustix::io::Errno::EXIST) => {
+                let _ = rfs::unlinkat(pfd, os(name), AtFlags::empty());
+                make()
+            }
+            r => r,
+        }
     }
 
     /// Creates a regular file (replacing a non-directory) and returns it open
@@ -194,28 +233,14 @@ impl TargetDir {
         let (_, name) = split_parent(rel);
         let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let m = Mode::from_bits_truncate(mode & 0o777 | 0o600);
-        let fd = match rfs::openat(&pfd, os(name), flags, m) {
-            Err(rustix::io::Errno::EXIST) => {
-                self.clear(&pfd, name);
-                rfs::openat(&pfd, os(name), flags, m)
-            }
-            r => r,
-        }
-        .map_err(|e| Error::at(rel, e))?;
+        let fd = self.replacing(&pfd, name, || rfs::openat(&pfd, os(name), flags, m)).map_err(|e| Error::at(rel, e))?;
         Ok((File::from(fd), Fresh { mode: m.bits() & !self.umask }))
     }
 
     pub fn symlink(&self, rel: &[u8], target: &[u8]) -> Result<(), Error> {
         let pfd = self.parent(rel)?;
         let (_, name) = split_parent(rel);
-        match rfs::symlinkat(os(target), &pfd, os(name)) {
-            Err(rustix::io::Errno::EXIST) => {
-                self.clear(&pfd, name);
-                rfs::symlinkat(os(target), &pfd, os(name))
-            }
-            r => r,
-        }
-        .map_err(|e| Error::at(rel, e))
+        self.replacing(&pfd, name, || rfs::symlinkat(os(target), &pfd, os(name))).map_err(|e| Error::at(rel, e))
     }
 
     /// Hard link `rel` to the already created `target` (both beneath the root).
@@ -224,14 +249,7 @@ impl TargetDir {
         let pfd = self.parent(rel)?;
         let (_, name) = split_parent(rel);
         let tname = split_parent(target).1;
-        match rfs::linkat(&tfd, os(tname), &pfd, os(name), AtFlags::empty()) {
-            Err(rustix::io::Errno::EXIST) => {
-                self.clear(&pfd, name);
-                rfs::linkat(&tfd, os(tname), &pfd, os(name), AtFlags::empty())
-            }
-            r => r,
-        }
-        .map_err(|e| Error::at(rel, e))
+        self.replacing(&pfd, name, || rfs::linkat(&tfd, os(tname), &pfd, os(name), AtFlags::empty())).map_err(|e| Error::at(rel, e))
     }
 
     pub fn special(&self, e: &Entry) -> Result<(), Error> {
@@ -242,8 +260,8 @@ impl TargetDir {
             EntryKind::CharDev => rfs::FileType::CharacterDevice,
             _ => rfs::FileType::BlockDevice,
         };
-        self.clear(&pfd, name);
-        rfs::mknodat(&pfd, os(name), ft, Mode::from_bits_truncate(e.mode), rfs::makedev(e.dev_major, e.dev_minor))
+        let dev = rfs::makedev(e.dev_major, e.dev_minor);
+        self.replacing(&pfd, name, || rfs::mknodat(&pfd, os(name), ft, Mode::from_bits_truncate(e.mode), dev))
             .map_err(|err| Error::at(&e.path, err))
     }
 

@@ -131,7 +131,7 @@ fn sample() -> (Vec<u8>, Vec<MemFile>) {
 fn err_text(r: Result<thaw::archive::Archive, Error>) -> String {
     match r {
         Ok(_) => panic!("a damaged archive opened"),
-        Err(e) => e.to_string(),
+        Err(e) => thaw::archive::error_chain(&e),
     }
 }
 
@@ -630,4 +630,72 @@ fn verify_reports_an_index_that_disagrees_with_the_tar_stream() {
     let a = t.path().join("good.tar.zst");
     fs::write(&a, &bytes).unwrap();
     thaw([OsStr::new("verify"), a.as_os_str()]).ok();
+}
+
+/// The archive file written in place under an open `Archive` (same bytes
+/// rewritten, appended to, or only touched): a read of a frame that is not
+/// cached fails with "archive changed since it was opened", errno EIO, and
+/// returns no bytes. Replacing the file by rename is harmless: the open file
+/// keeps the old inode, whose bytes are right.
+#[test]
+fn an_archive_changed_after_open_fails_reads_with_eio() {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    use std::path::Path;
+    let files: Vec<MemFile> = (0..8).map(|i| MemFile { path: format!("f{i}").into_bytes(), data: data(i, 20_000) }).collect();
+    let bytes = archive_of(&files, 4096);
+    let t = tmp("changed");
+    let p = t.path().join("a.tar.zst");
+    let rewrite = |p: &Path| fs::OpenOptions::new().write(true).open(p).unwrap().write_all_at(&fs::read(p).unwrap()[..4096], 0).unwrap();
+    let append = |p: &Path| fs::OpenOptions::new().append(true).open(p).unwrap().write_all(b"more").unwrap();
+    let touch = |p: &Path| sh(&format!("touch {}", q(p)));
+    type Edit<'a> = &'a dyn Fn(&Path);
+    let edits: [(&str, Edit, &str); 3] = [("rewrite", &rewrite, "mtime"), ("append", &append, "size"), ("touch", &touch, "mtime")];
+    for (name, edit, what) in edits {
+        fs::write(&p, &bytes).unwrap();
+        let a = thaw::archive::Archive::open(&p).unwrap();
+        let mut buf = vec![0u8; 20_000];
+        assert_eq!(a.read_at(a.lookup(b"f0").unwrap(), 0, &mut buf).unwrap(), 20_000);
+        assert_eq!(buf, files[0].data);
+        // Past the coarsest timestamp granularity, so an mtime-only change shows.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        edit(&p);
+        let mut buf = vec![7u8; 20_000];
+        let err = a.read_at(a.lookup(b"f7").unwrap(), 0, &mut buf).expect_err(name);
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Changed { .. }), "{name}: {msg}");
+        assert!(msg.contains("a.tar.zst: archive changed since it was opened") && msg.contains(what), "{name}: {msg}");
+        assert_eq!(err.errno(), libc::EIO, "{name}");
+        assert_eq!(std::io::Error::from(err).raw_os_error(), None, "{name}: not mistaken for an OS error");
+        assert!(buf.iter().all(|&b| b == 7), "{name}: bytes were returned");
+    }
+    fs::write(&p, &bytes).unwrap();
+    let a = thaw::archive::Archive::open(&p).unwrap();
+    let other = archive_of(&[MemFile { path: b"f7".to_vec(), data: data(99, 20_000) }], 4096);
+    let p2 = t.path().join("new.tar.zst");
+    fs::write(&p2, other).unwrap();
+    fs::rename(&p2, &p).unwrap();
+    let mut buf = vec![0u8; 20_000];
+    for f in &files {
+        assert_eq!(a.read_at(a.lookup(&f.path).unwrap(), 0, &mut buf).unwrap(), 20_000);
+        assert_eq!(buf, f.data, "{} after a replacement by rename", String::from_utf8_lossy(&f.path));
+    }
+}
+
+/// archive::Error keeps its meaning as an io::Error: an OS error its errno,
+/// a damaged frame InvalidData (EIO to a reader), a missing entry NotFound.
+#[test]
+fn archive_errors_map_to_meaningful_io_errors() {
+    let os = Error::FrameRead { frame: 3, path: "a".into(), source: std::io::Error::from_raw_os_error(libc::ENXIO) };
+    assert_eq!(os.errno(), libc::ENXIO);
+    assert_eq!(std::io::Error::from(os).raw_os_error(), Some(libc::ENXIO));
+    let bad = Error::Frame { frame: 3, why: "checksum mismatch".into() };
+    assert_eq!(bad.errno(), libc::EIO);
+    assert_eq!(std::io::Error::from(bad).kind(), std::io::ErrorKind::InvalidData);
+    let missing = Error::NotFound("x".into());
+    assert_eq!(missing.errno(), libc::ENOENT);
+    assert_eq!(std::io::Error::from(missing).kind(), std::io::ErrorKind::NotFound);
+    // The cause is chained, not repeated: printed once by a chain printer.
+    let io = Error::io("a.tar.zst", std::io::Error::from_raw_os_error(libc::EIO));
+    assert_eq!(thaw::archive::error_chain(&io), format!("a.tar.zst: {}", std::io::Error::from_raw_os_error(libc::EIO)));
 }

@@ -434,9 +434,10 @@ impl Source for MemSource {
     fn len(&self) -> u64 {
         self.0.len() as u64
     }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        let s = usize::try_from(offset).map_err(std::io::Error::other)?;
-        let src = self.0.get(s..s + buf.len()).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), thaw::archive::Error> {
+        let short = || thaw::archive::Error::io("<memory>", std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        let s = usize::try_from(offset).map_err(|_| short())?;
+        let src = self.0.get(s..s + buf.len()).ok_or_else(short)?;
         buf.copy_from_slice(src);
         Ok(())
     }

@@ -59,7 +59,7 @@ impl Source for Slow {
     fn len(&self) -> u64 {
         self.0.len()
     }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), thaw::archive::Error> {
         std::thread::sleep(Duration::from_millis(30));
         self.0.read_exact_at(buf, offset)
     }

@@ -109,7 +109,7 @@ impl Source for Counting {
     fn len(&self) -> u64 {
         self.inner.len()
     }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), thaw::archive::Error> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         self.inner.read_exact_at(buf, offset)
     }
