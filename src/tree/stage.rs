@@ -266,7 +266,7 @@ impl Stage {
             make_dir(parent.as_fd(), &sname, 0o700, &self.root)?;
         }
         let stage = match open_dir(parent.as_fd(), &sname, &self.root) {
-            Err(Error::At { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::At { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Err(refused(&self.dir, format!("not populated (no stage {})", self.root.display())));
             }
             r => r?,
