@@ -101,6 +101,24 @@ fn run_serves_a_command_and_returns_its_status() {
 }
 
 #[test]
+fn run_applies_the_cache_budget() {
+    // `thaw run` shares its archive with the daemon thread; the budget used
+    // to be set through Arc::get_mut, which does nothing on a shared Arc.
+    let s = Setup::new("runcache", "64K", many_files);
+    let r = thaw([
+        OsStr::new("run"),
+        OsStr::new("--cache"),
+        OsStr::new("3M"),
+        s.archive.as_os_str(),
+        s.dir.as_os_str(),
+        OsStr::new("--"),
+        OsStr::new("true"),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(s.stats()["cache_budget"], 3 << 20);
+}
+
+#[test]
 fn hydrate_fills_everything_offline_and_served() {
     let s = Setup::new("hydrate", "64K", many_files);
     // Offline: only two paths.
