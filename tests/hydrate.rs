@@ -13,5 +13,9 @@ mod served;
 
 #[path = "hydrate/content.rs"]
 mod content;
+#[path = "support/helper.rs"]
+mod helper;
 #[path = "hydrate/lifecycle.rs"]
 mod lifecycle;
+#[path = "hydrate/safety.rs"]
+mod safety;
