@@ -325,7 +325,9 @@ fn init_logging(verbose: u8) {
         _ => LevelFilter::TRACE,
     };
     let filter = EnvFilter::builder().with_default_directive(level.into()).from_env_lossy();
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).event_format(LogLine).init();
+    // A log line that cannot be written (stderr on a full disk, a closed
+    // pipe) is dropped: reporting that on stderr would panic the daemon.
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).log_internal_errors(false).event_format(LogLine).init();
 }
 
 /// One log event as `thaw: LEVEL: message fields`: the shape of thaw's
@@ -367,6 +369,7 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Serve { archive, dir, opts } => {
             let a = Arc::new(open_shared(&archive)?);
             let stop = Arc::new(AtomicBool::new(false));
+            survive_broken_pipes()?;
             on_stop_signal(stop.clone(), || notify_systemd(&[NotifyState::Stopping, NotifyState::Status("stopping")]))?;
             let stats = hydrate::serve(a, &dir, opts.options(verbose), &stop, &mut || {
                 println!("ready: serving {} (stop with Ctrl-C or SIGTERM)", dir.display());
@@ -667,6 +670,13 @@ fn man(dir: Option<&Path>) -> Result<i32> {
     Ok(0)
 }
 
+/// A daemon must outlive a closed stderr (a log pipe that went away): a
+/// write then fails with EPIPE instead of killing it with SIGPIPE.
+fn survive_broken_pipes() -> Result<()> {
+    signal_hook::flag::register(signal_hook::consts::SIGPIPE, Arc::new(AtomicBool::new(false))).context("cannot handle SIGPIPE")?;
+    Ok(())
+}
+
 /// Sets `flag` on SIGINT or SIGTERM, then calls `then` on the thread that
 /// waits for them (so it may do more than a signal handler could).
 fn on_stop_signal(flag: Arc<AtomicBool>, then: impl Fn() + Send + 'static) -> Result<()> {
@@ -705,6 +715,7 @@ fn upgrade(dir: &Path) -> Result<i32> {
 fn run_command(archive: &Path, dir: &Path, opts: ServeOptions, command: &[std::ffi::OsString]) -> Result<i32> {
     let a = Arc::new(open_shared(archive)?);
     let interrupted = Arc::new(AtomicBool::new(false));
+    survive_broken_pipes()?;
     on_stop_signal(interrupted.clone(), || {})?;
     let out = hydrate::supervise::run(a, archive, dir, opts, command, &interrupted)
         .with_context(|| format!("cannot run {:?} on {}", command[0], dir.display()))?;

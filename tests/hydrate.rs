@@ -13,7 +13,11 @@ mod served;
 
 #[path = "hydrate/content.rs"]
 mod content;
+#[path = "support/helper.rs"]
+mod helper;
 #[path = "hydrate/lifecycle.rs"]
 mod lifecycle;
+#[path = "hydrate/safety.rs"]
+mod safety;
 #[path = "hydrate/stage_safety.rs"]
 mod stage_safety;

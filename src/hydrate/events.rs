@@ -192,8 +192,10 @@ impl Events {
             Ok(()) => Response::Allow,
             Err(e) => {
                 self.counters.denied.fetch_add(1, Ordering::Relaxed);
-                tracing::error!("{} (answered {})", chain(e), errno_name(e.errno()));
-                Response::DenyErrno(e.errno())
+                let resp = Response::deny(e.errno());
+                let Response::DenyErrno(errno) = resp else { unreachable!() };
+                tracing::error!("{} (answered {})", chain(e), errno_name(errno));
+                resp
             }
         };
         if ev.needs_response() {
@@ -286,7 +288,7 @@ fn errno_name(e: i32) -> String {
     match e {
         libc::EIO => "EIO".into(),
         libc::ENOSPC => "ENOSPC".into(),
-        libc::EACCES => "EACCES".into(),
+        libc::EPERM => "EPERM".into(),
         libc::EDQUOT => "EDQUOT".into(),
         other => format!("errno {other}"),
     }

@@ -78,11 +78,13 @@ impl Error {
 
     /// The errno a reader gets when this error stops its access: the system
     /// call's own where there is one (a full disk is ENOSPC, not EIO),
-    /// EACCES for a refused file, EIO for anything the archive could not deliver.
+    /// EPERM for a refused file, EIO for anything the archive could not
+    /// deliver. The kernel takes only a few errnos here; any other becomes
+    /// EIO (see [`Response::deny`](crate::sys::fanotify::Response::deny)).
     pub fn errno(&self) -> i32 {
         match self {
-            Error::Io { source, .. } => source.raw_os_error().filter(|&e| e > 0 && e < 256).unwrap_or(libc::EIO),
-            Error::Refused { .. } => libc::EACCES,
+            Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            Error::Refused { .. } => libc::EPERM,
             _ => libc::EIO,
         }
     }

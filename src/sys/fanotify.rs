@@ -405,6 +405,14 @@ pub enum Response {
 }
 
 impl Response {
+    /// Fails the access with `errno` if the kernel accepts it for
+    /// `FAN_DENY_ERRNO`, else with EIO: a response the kernel refuses would
+    /// leave the reader blocked.
+    pub fn deny(errno: i32) -> Response {
+        const ACCEPTED: [i32; 7] = [libc::EIO, libc::EPERM, libc::EBUSY, libc::ETXTBSY, libc::EAGAIN, libc::ENOSPC, libc::EDQUOT];
+        Response::DenyErrno(if ACCEPTED.contains(&errno) { errno } else { libc::EIO })
+    }
+
     fn bits(self) -> io::Result<u32> {
         match self {
             Response::Allow => Ok(resp::ALLOW),
@@ -661,6 +669,14 @@ mod tests {
     }
 
     const PRE: u64 = Mask::PRE_ACCESS.0;
+
+    #[test]
+    fn deny_keeps_only_errnos_the_kernel_accepts() {
+        assert_eq!(Response::deny(libc::ENOSPC), Response::DenyErrno(libc::ENOSPC));
+        assert_eq!(Response::deny(libc::EPERM), Response::DenyErrno(libc::EPERM));
+        assert_eq!(Response::deny(libc::EACCES), Response::DenyErrno(libc::EIO));
+        assert_eq!(Response::deny(libc::ENOENT), Response::DenyErrno(libc::EIO));
+    }
 
     #[test]
     fn empty_buffer_is_no_events() {
