@@ -1,6 +1,15 @@
 //! The `thaw` command line: a thin layer over the library.
 #![forbid(unsafe_code)]
 
+/// `eprintln!` that never panics: a closed or full stderr must not turn a
+/// finished command (or a daemon's clean stop) into a crash.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
@@ -309,7 +318,7 @@ fn main() {
             if e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)) {
                 std::process::exit(0);
             }
-            eprintln!("thaw: error: {e:#}");
+            note!("thaw: error: {e:#}");
             std::process::exit(2);
         }
     }
@@ -372,12 +381,12 @@ fn run(cli: Cli) -> Result<i32> {
             survive_broken_pipes()?;
             on_stop_signal(stop.clone(), || notify_systemd(&[NotifyState::Stopping, NotifyState::Status("stopping")]))?;
             let stats = hydrate::serve(a, &dir, opts.options(verbose), &stop, &mut || {
-                println!("ready: serving {} (stop with Ctrl-C or SIGTERM)", dir.display());
+                let _ = writeln!(io::stdout(), "ready: serving {} (stop with Ctrl-C or SIGTERM)", dir.display());
                 let _ = io::stdout().flush();
                 notify_systemd(&[NotifyState::Ready, NotifyState::Status(&format!("serving {}", dir.display()))]);
             })
             .with_context(|| format!("cannot serve {}", dir.display()))?;
-            eprintln!(
+            note!(
                 "stopped: {} events, {} chunks ({}) written, {} files completed, {} denied",
                 stats.events,
                 stats.chunks_written,
@@ -407,7 +416,7 @@ fn pack(src: &Path, output: &Path, opts: &PackOpts) -> Result<i32> {
         .with_context(|| format!("cannot pack {} into {}", src.display(), output.display()))?;
     pb.finish_and_clear();
     warn_all(&s.warnings);
-    eprintln!(
+    note!(
         "packed {} entries, {} -> {} ({:.3}x), id {}",
         s.entries,
         human(s.data_bytes),
@@ -426,7 +435,7 @@ fn convert(input: &Path, output: &Path, opts: &PackOpts) -> Result<i32> {
         .with_context(|| format!("cannot convert {} into {}", input.display(), output.display()))?;
     pb.finish_and_clear();
     warn_all(&s.warnings);
-    eprintln!("converted {} entries, id {}", s.entries, archive::index::id_hex(&s.id));
+    note!("converted {} entries, id {}", s.entries, archive::index::id_hex(&s.id));
     Ok(0)
 }
 
@@ -489,7 +498,7 @@ fn extract(archive: &Path, dir: &Path, t: Option<usize>) -> Result<i32> {
         .with_context(|| format!("cannot extract {} into {}", archive.display(), dir.display()))?;
     pb.finish_and_clear();
     warn_all(&s.warnings);
-    eprintln!("extracted {} entries, {}", s.entries, human(s.bytes));
+    note!("extracted {} entries, {}", s.entries, human(s.bytes));
     Ok(0)
 }
 
@@ -543,7 +552,7 @@ fn info(archive: &Path, json: bool) -> Result<i32> {
 fn verify_tree(dir: &Path) -> Result<i32> {
     let r = hydrate::status::verify_tree(dir, None).with_context(|| format!("cannot verify {}", dir.display()))?;
     for p in &r.problems {
-        eprintln!("{}: {p}", dir.display());
+        note!("{}: {p}", dir.display());
     }
     for e in &r.empty_stubs {
         println!("untouched stub: {e}");
@@ -574,10 +583,10 @@ fn verify_archive(archive: &Path) -> Result<i32> {
     let r = archive::verify::verify(a, &|n| pb.inc(n))?;
     pb.finish_and_clear();
     for p in &r.problems {
-        eprintln!("{}: {p}", archive.display());
+        note!("{}: {p}", archive.display());
     }
     if !r.problems.is_empty() {
-        eprintln!("{}: {} problem(s)", archive.display(), r.problems.len());
+        note!("{}: {} problem(s)", archive.display(), r.problems.len());
         return Ok(1);
     }
     println!("{}: ok ({} frames, {} entries checked)", archive.display(), r.frames, r.entries_checked);
@@ -591,7 +600,7 @@ fn populate(archive: &Path, dir: &Path, t: Option<usize>) -> Result<i32> {
     let s = thaw::tree::populate::populate(a, archive, dir, threads(t))
         .with_context(|| format!("cannot populate {} from {}", dir.display(), archive.display()))?;
     warn_all(&s.warnings);
-    eprintln!(
+    note!(
         "populated {} entries ({} stubs, {}) in {:.2}s; `thaw serve {} {}` shows them",
         s.entries,
         s.stubs,
@@ -634,7 +643,7 @@ fn hydrate_paths(dir: &Path, paths: &[PathBuf]) -> Result<i32> {
     let pb = bar("hydrating");
     let n = hydrate::status::hydrate(dir, None, paths, &|n| pb.inc(n)).with_context(|| format!("cannot hydrate {}", dir.display()))?;
     pb.finish_and_clear();
-    eprintln!("hydrated {n} files");
+    note!("hydrated {n} files");
     Ok(0)
 }
 
@@ -702,7 +711,7 @@ fn notify_systemd(state: &[NotifyState]) {
 fn upgrade(dir: &Path) -> Result<i32> {
     let s = thaw::tree::populate::upgrade(dir).with_context(|| format!("cannot upgrade {}", dir.display()))?;
     for r in &s.refused {
-        eprintln!("thaw: refused: {r} (now an ordinary file)");
+        note!("thaw: refused: {r} (now an ordinary file)");
     }
     match s.already_current {
         true => println!("{}: already current, nothing to do", dir.display()),
@@ -720,10 +729,10 @@ fn run_command(archive: &Path, dir: &Path, opts: ServeOptions, command: &[std::f
     let out = hydrate::supervise::run(a, archive, dir, opts, command, &interrupted)
         .with_context(|| format!("cannot run {:?} on {}", command[0], dir.display()))?;
     if let Some(s) = &out.populated {
-        eprintln!("thaw: populated {} entries ({} stubs)", s.entries, s.stubs);
+        note!("thaw: populated {} entries ({} stubs)", s.entries, s.stubs);
     }
     let st = &out.stats;
-    eprintln!("thaw: {} events, {} written, {} files completed", st.events, human(st.bytes_written), st.files_completed);
+    note!("thaw: {} events, {} written, {} files completed", st.events, human(st.bytes_written), st.files_completed);
     Ok(out.code)
 }
 

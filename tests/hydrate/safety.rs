@@ -442,6 +442,34 @@ fn a_panic_in_a_worker_fails_that_read_with_eio_and_the_daemon_serves_on() {
     assert!(log.contains("panic"), "the daemon must log the panic: {log}");
 }
 
+/// A daemon that cannot write its log (stderr on a full device) must still
+/// answer the event it wanted to log: here the EIO for a copied marker.
+#[test]
+fn a_daemon_whose_stderr_fails_still_answers_every_event() {
+    let orig = data(945, 200_000);
+    let s = Setup::new("devfull", "64K", |src| fs::write(src.join("orig"), &orig).unwrap());
+    let child = support::start_serve_logged(&s.archive, &s.dir, &[], &[], Path::new("/dev/full"));
+    // No log to read back: /dev/full reads as endless zeros.
+    let served = Served { child: Some(child), dir: s.dir.clone(), stderr_log: PathBuf::from("/nonexistent/thaw-log") };
+    let marker = get_xattr(&stage_tree(&s.dir).join("orig"), "trusted.thaw").unwrap().expect("a fresh stub carries trusted.thaw");
+    let copy = s.dir.join("copy");
+    fs::File::create(&copy).unwrap().set_len(orig.len() as u64).unwrap();
+    set_xattr(&copy, "trusted.thaw", &marker).unwrap();
+    drop_caches();
+    // The daemon logs why it refuses the copy; writing that line fails.
+    for round in 0..3 {
+        let r = helper::run("pread", &[copy.to_str().unwrap(), "0", "4096", "/dev/null"], false, SECS(10));
+        assert!(r.status.is_some(), "round {round}: the reader was never answered (the daemon could not log, and gave up on the event)");
+        assert!(
+            matches!(r.result.as_deref(), Some("err 1" | "err 5")),
+            "round {round}: a copied marker must be refused (EPERM or EIO), never read: {r:?}"
+        );
+    }
+    let fine = helper::pread(&s.dir.join("orig"), 0, orig.len(), false).unwrap_or_else(|e| panic!("orig: errno {e}"));
+    assert!(fine == orig, "orig: {}", first_diff(&fine, &orig));
+    stop_within(served, SECS(20));
+}
+
 /// A stalled archive: the archive file is itself a stub of a second thaw
 /// daemon, which is stopped (SIGSTOP) so the first daemon's archive reads
 /// block. With `--event-timeout 2` the reader must get EIO in seconds.
