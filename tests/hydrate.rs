@@ -21,3 +21,5 @@ mod lifecycle;
 mod safety;
 #[path = "hydrate/stage_safety.rs"]
 mod stage_safety;
+#[path = "hydrate/soak.rs"]
+mod soak;

@@ -284,6 +284,7 @@ fn play(role: &str, args: &[String]) -> i32 {
             }
             0
         }
+        "soak" => crate::soak::worker(args),
         other => panic!("unknown helper role {other:?}"),
     }
 }
