@@ -10,6 +10,8 @@ ROOT=$(dirname "$BENCH")
 source "$BENCH/lib.sh"
 
 ALL_WORKLOADS=(archive read_at kernel dataset seqread hotread ci)
+# Run only when named with --only (the 10-minute soak of issue #7).
+ONLY_WORKLOADS=(soak)
 
 usage() {
     cat <<EOF
@@ -19,6 +21,7 @@ usage: benches/run.sh [--quick] [--defconfig] [--only NAME[,NAME...]] [--reps N]
                 the packages are installed and the inputs prepared
   --defconfig   kernel workload builds defconfig instead of tinyconfig
   --only LIST   run only these workloads: ${ALL_WORKLOADS[*]}
+                (and soak, the 10-minute soak of issue #7, only when named)
   --reps N      repetitions per variant (default 3; at least 3 unless --quick)
   --no-install  do not call apt-get / pip (everything must already be there)
 
@@ -55,7 +58,7 @@ SELECTED=()
 if [[ -n $ONLY ]]; then
     IFS=, read -r -a SELECTED <<<"$ONLY"
     for w in "${SELECTED[@]}"; do
-        [[ " ${ALL_WORKLOADS[*]} " == *" $w "* ]] || die "unknown workload '$w' (have: ${ALL_WORKLOADS[*]})"
+        [[ " ${ALL_WORKLOADS[*]} ${ONLY_WORKLOADS[*]} " == *" $w "* ]] || die "unknown workload '$w' (have: ${ALL_WORKLOADS[*]} ${ONLY_WORKLOADS[*]})"
     done
 else
     SELECTED=("${ALL_WORKLOADS[@]}")
@@ -233,7 +236,7 @@ log "thaw: $THAW ($("$THAW" --version)); results: $RESULTS; logs: $LOGS"
 
 # All workload files are sourced: some share inputs (hotread reads
 # seqread's large file).
-for wl in "${ALL_WORKLOADS[@]}"; do
+for wl in "${ALL_WORKLOADS[@]}" "${ONLY_WORKLOADS[@]}"; do
     # shellcheck source=/dev/null
     source "$BENCH/workloads/$wl.sh"
 done
