@@ -19,7 +19,7 @@ mod helper;
 mod lifecycle;
 #[path = "hydrate/safety.rs"]
 mod safety;
-#[path = "hydrate/stage_safety.rs"]
-mod stage_safety;
 #[path = "hydrate/soak.rs"]
 mod soak;
+#[path = "hydrate/stage_safety.rs"]
+mod stage_safety;

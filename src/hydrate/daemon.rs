@@ -281,6 +281,9 @@ pub fn serve(
     archive.set_cache_budget(opts.cache_bytes);
     let fan = Fanotify::new_pre_content()
         .map_err(|e| Error::Setup(format!("fanotify_init: {e} (needs root and a kernel with fanotify pre-content events, 6.14+)")))?;
+    if Fanotify::restartable_events_supported() {
+        tracing::info!("this kernel accepts FAN_RESTARTABLE_EVENTS; thaw does not use it yet (the guard answers a dead daemon's events)");
+    }
     let mut mount = ServedMount::attach(&fan, &stage, opts.guard.as_ref())?;
     let events = Events::new(fan, opts.open_policy.clone(), opts.verbose, opts.event_timeout);
     let ctx = Arc::new(Ctx { events, workers, hydrator: Hydrator::new(archive), opts, background: Default::default() });

@@ -9,10 +9,12 @@
 //! detaches `DIR`. Without killing, it lives on, answering EIO, until the
 //! last such process lets go; only then do the group and its marks go.
 //!
-//! What the kernel could do instead: pre-content events that a new group can
-//! take over (restartable events were proposed upstream in 2026 and are not
-//! merged); with them a restarted daemon would pick up where the dead one
-//! stopped and readers would see neither EIO nor zeros.
+//! What the kernel could do instead: restartable events (proposed upstream as
+//! `FAN_RESTARTABLE_EVENTS` with a separate queue fd; not merged as of 6.18).
+//! Events read but not answered would go back to the queue when the reader
+//! dies, so a restarted daemon would pick up where the dead one stopped and
+//! readers would see neither EIO nor zeros. `serve` probes for the flag at
+//! start ([`Fanotify::restartable_events_supported`]) and logs it when found.
 
 use super::mount::mount_id;
 use crate::sys::fanotify::{Fanotify, Response};

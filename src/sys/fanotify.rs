@@ -26,6 +26,10 @@ mod init {
     pub const CLASS_PRE_CONTENT: u32 = 0x0000_0008;
     pub const UNLIMITED_QUEUE: u32 = 0x0000_0010;
     pub const UNLIMITED_MARKS: u32 = 0x0000_0020;
+    /// `FAN_RESTARTABLE_EVENTS`, as proposed upstream (2025-2026, not
+    /// merged): events read but not answered go back to the queue when the
+    /// reader's queue fd closes. Only probed for, never used.
+    pub const RESTARTABLE_EVENTS: u32 = 0x0000_8000;
 }
 
 /// `fanotify_mark` flags (`FAN_MARK_*`).
@@ -441,7 +445,18 @@ impl Fanotify {
     /// them. Unlimited marks, because every hydrated file gets an ignore mark.
     /// Needs `CAP_SYS_ADMIN`.
     pub fn new_pre_content() -> io::Result<Fanotify> {
-        let flags = init::CLASS_PRE_CONTENT | init::CLOEXEC | init::UNLIMITED_QUEUE | init::UNLIMITED_MARKS;
+        Fanotify::init(init::CLASS_PRE_CONTENT | init::CLOEXEC | init::UNLIMITED_QUEUE | init::UNLIMITED_MARKS)
+    }
+
+    /// True if this kernel accepts the proposed `FAN_RESTARTABLE_EVENTS`
+    /// init flag, with which a restarted daemon could take over the events
+    /// a dead one left unanswered. Mainline (up to 6.18 at least) refuses
+    /// it with EINVAL; thaw only reports what it finds.
+    pub fn restartable_events_supported() -> bool {
+        Fanotify::init(init::CLASS_PRE_CONTENT | init::CLOEXEC | init::RESTARTABLE_EVENTS).is_ok()
+    }
+
+    fn init(flags: u32) -> io::Result<Fanotify> {
         let open_flags = libc::O_RDWR | libc::O_LARGEFILE | libc::O_CLOEXEC;
         let event_flags = u32::from_ne_bytes(open_flags.to_ne_bytes());
         // SAFETY: fanotify_init takes two integers and touches no memory of ours.
