@@ -159,7 +159,9 @@ impl Events {
         match hyd.ready(&st, size, start, end) {
             Some(r) if r.complete => Some(self.hand_on(ev, Work::Finish(st))),
             Some(r) => {
-                let ahead = r.readahead_from.map(|k| (st, k));
+                // Readahead works through a handle of the file's own, made
+                // from this event's fd while we still hold it.
+                let ahead = r.readahead_from.filter(|_| st.keep_handle(fd).is_some()).map(|k| (st, k));
                 Some(self.answer_here(&ev, t0, Ok(()), ahead))
             }
             None => Some(self.hand_on(ev, Work::Ensure(st, start, end))),
