@@ -249,18 +249,20 @@ impl Stage {
     /// (0700) and `tree/` where missing. Refuses a `DIR` that is a symlink,
     /// and a stage that is a symlink, not ours, or open to others.
     pub fn create(dir: &Path) -> Result<Stage, Error> {
-        locate(dir)?;
-        let s = Stage::new(dir);
-        let fds = s.open_fds(true)?;
-        let _ = s.fds.set(fds);
-        Ok(s)
+        Stage::opened(dir, true)
     }
 
     /// Opens the existing stage of `dir` (everything but `populate`), with the same checks.
     pub fn open(dir: &Path) -> Result<Stage, Error> {
+        Stage::opened(dir, false)
+    }
+
+    /// [`Stage::new`] with its fds opened now (`create`: make what is missing),
+    /// so an unusable `dir` or stage is reported at once.
+    fn opened(dir: &Path, create: bool) -> Result<Stage, Error> {
         locate(dir)?;
         let s = Stage::new(dir);
-        let fds = s.open_fds(false)?;
+        let fds = s.open_fds(create)?;
         let _ = s.fds.set(fds);
         Ok(s)
     }
