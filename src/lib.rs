@@ -7,6 +7,7 @@
 //! extraction) → `hydrate` (the daemon) → `sys` (the kernel interface, the
 //! only module with `unsafe`).
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod archive;
 pub mod hydrate;

@@ -12,10 +12,14 @@ use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::rc::Rc;
 
+/// What `convert` did, for the command's report.
 #[derive(Debug, Clone)]
 pub struct ConvertSummary {
+    /// Entries in the new archive's index.
     pub entries: usize,
+    /// The new archive's id.
     pub id: [u8; 16],
+    /// Members left out (unsupported types, members a later one replaces).
     pub warnings: Vec<String>,
 }
 
@@ -38,6 +42,8 @@ pub fn open_tar_stream(input: &Path) -> Result<Box<dyn Read>, Error> {
     })
 }
 
+/// Re-frames the tar stream in `input` (any supported compression) into a
+/// thaw archive at `out`, written under a temporary name and renamed when complete.
 pub fn convert(input: &Path, out: &Path, opts: WriterOptions, progress: Progress<'_>) -> Result<ConvertSummary, Error> {
     let ended = Rc::new(Cell::new(false));
     let stream = EndWatch { inner: open_tar_stream(input)?, ended: ended.clone() };
@@ -98,6 +104,7 @@ impl<R: Read> Read for EndWatch<R> {
 pub struct MemberEntries {
     /// Path -> position of its latest member among the entries so far.
     seen: HashMap<Vec<u8>, usize>,
+    /// Members skipped so far (unsupported tar types), one line each.
     pub warnings: Vec<String>,
 }
 

@@ -7,8 +7,11 @@ use std::collections::HashMap;
 
 /// Magic of the skippable frame holding the index (zstd reserves 0x184D2A50..5F).
 pub const INDEX_FRAME_MAGIC: u32 = 0x184D_2A5B;
+/// First 8 bytes of the index header: tells a thaw index from other skippable frames.
 pub const INDEX_MAGIC: &[u8; 8] = b"THAWIDX\0";
+/// Last 8 bytes of the index frame, so a reader can find the index from the end.
 pub const TAIL_MAGIC: &[u8; 8] = b"THAWTAIL";
+/// The format version this code writes and the only one it reads (formats/thaw-archive.md).
 pub const FORMAT_VERSION: u32 = 1;
 /// Fixed header inside the index frame, after the 8-byte skippable header.
 pub const HEADER_LEN: usize = 64;
@@ -17,15 +20,24 @@ pub const TAIL_LEN: usize = 16;
 /// Refuse to inflate an index larger than this (absurd-size guard).
 pub const MAX_INDEX_BODY: u64 = 4 << 30;
 
+/// The type of an archive member: the tar types thaw keeps (others are
+/// skipped with a warning when packing or converting).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EntryKind {
+    /// A regular file, the only kind with data in the tar stream.
     File,
+    /// A directory.
     Dir,
+    /// A symbolic link; its target is in [`Entry::link`].
     Symlink,
+    /// A second name of an earlier file entry, named in [`Entry::link`].
     Hardlink,
+    /// A named pipe.
     Fifo,
+    /// A character device ([`Entry::dev_major`], [`Entry::dev_minor`]).
     CharDev,
+    /// A block device ([`Entry::dev_major`], [`Entry::dev_minor`]).
     BlockDev,
 }
 
@@ -102,14 +114,21 @@ impl EntryKind {
 pub struct Entry {
     /// Normalized relative path: no leading `/` or `./`, no `..`, no empty components.
     pub path: Vec<u8>,
+    /// What the member is; decides which other fields mean anything.
     pub kind: EntryKind,
     /// Permission bits (07777).
     pub mode: u32,
+    /// Numeric owner, applied when thaw runs as root.
     pub uid: u32,
+    /// Numeric group, applied when thaw runs as root.
     pub gid: u32,
+    /// Owner name from the tar header (may be empty), for listings.
     pub uname: Vec<u8>,
+    /// Group name from the tar header (may be empty), for listings.
     pub gname: Vec<u8>,
+    /// Modification time, seconds since the epoch (may be negative).
     pub mtime: i64,
+    /// Nanoseconds of the modification time (below 1e9).
     pub mtime_nsec: u32,
     /// Data size (files only; 0 otherwise).
     pub size: u64,
@@ -117,12 +136,18 @@ pub struct Entry {
     pub data_offset: u64,
     /// Symlink target, or the path of the hard link's target entry.
     pub link: Vec<u8>,
+    /// Major device number (devices only; 0 otherwise).
     pub dev_major: u32,
+    /// Minor device number (devices only; 0 otherwise).
     pub dev_minor: u32,
+    /// Extended attributes as (name, value), in archive order; thaw's own
+    /// marker names are never applied from here.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Entry {
+    /// An entry with default metadata (0755 dirs, 0644 otherwise, owned by 0),
+    /// for writers to fill in.
     pub fn new(path: Vec<u8>, kind: EntryKind) -> Entry {
         Entry {
             path,
@@ -143,6 +168,7 @@ impl Entry {
         }
     }
 
+    /// The path as text for messages (invalid UTF-8 replaced).
     pub fn path_lossy(&self) -> String {
         String::from_utf8_lossy(&self.path).into_owned()
     }
@@ -252,18 +278,22 @@ impl Index {
         Ok(Index { entries, by_path })
     }
 
+    /// All entries in tar stream order (a hard link comes after its target).
     pub fn entries(&self) -> &[Entry] {
         &self.entries
     }
 
+    /// The number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// True for an archive with no members.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// The entry at position `i` (as returned by [`Index::position`]).
     pub fn get(&self, i: usize) -> Option<&Entry> {
         self.entries.get(i)
     }
@@ -274,6 +304,7 @@ impl Index {
         self.by_path.get(&p).copied()
     }
 
+    /// The entry for a path, normalized as [`Index::position`] does.
     pub fn lookup(&self, path: &[u8]) -> Option<&Entry> {
         self.position(path).map(|i| &self.entries[i])
     }
@@ -407,6 +438,8 @@ pub fn encode_entries(entries: &[Entry]) -> Vec<u8> {
 /// Minimum encoded size of one entry (guards the count against absurd values).
 const MIN_ENTRY_LEN: u64 = 1 + 4 * 3 + 8 + 4 + 8 + 8 + 4 * 2 + 4 * 4 + 4;
 
+/// Decodes `count` entry records from an uncompressed index body; each field
+/// is bounds-checked, but paths and links are checked later by [`Index::new`].
 pub fn decode_entries(body: &[u8], count: u64) -> Result<Vec<Entry>, Error> {
     if count.saturating_mul(MIN_ENTRY_LEN) > body.len() as u64 {
         return Err(Error::corrupt("index", "entry count larger than the index can hold"));
@@ -466,16 +499,24 @@ pub fn decode_entries(body: &[u8], count: u64) -> Result<Vec<Entry>, Error> {
 /// Fixed fields of the index frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexHeader {
+    /// Format version ([`FORMAT_VERSION`]).
     pub version: u32,
+    /// The archive id ([`archive_id`]).
     pub id: [u8; 16],
+    /// Number of entry records in the body.
     pub entry_count: u64,
+    /// Length of the uncompressed body, checked before inflating it.
     pub body_len: u64,
+    /// Length of the zstd-compressed body that follows the header.
     pub compressed_len: u64,
+    /// Length of the uncompressed tar stream; every file's data must lie inside it.
     pub stream_len: u64,
+    /// Number of data frames, from the seek table (not stored in the header).
     pub frame_count: u64,
 }
 
 impl IndexHeader {
+    /// The header's on-disk bytes (magic, version, zero flags, fields little-endian).
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
         h[0..8].copy_from_slice(INDEX_MAGIC);
@@ -489,6 +530,8 @@ impl IndexHeader {
         h
     }
 
+    /// Parses and checks a header (magic, version, flags); `frame_count` comes
+    /// from the seek table already read.
     pub fn decode(h: &[u8], frame_count: u64) -> Result<IndexHeader, Error> {
         let bad = |why: &str| Error::corrupt("index header", why);
         if h.len() < HEADER_LEN || &h[0..8] != INDEX_MAGIC {
@@ -524,6 +567,7 @@ pub fn archive_id(body: &[u8], seek_entries: &[u8]) -> [u8; 16] {
     h.digest128().to_le_bytes()
 }
 
+/// The id as 32 lowercase hex digits, as shown to users and stored in `archive.json`.
 pub fn id_hex(id: &[u8; 16]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }

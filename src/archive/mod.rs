@@ -30,35 +30,77 @@ pub const DEFAULT_FRAME_SIZE: usize = 1 << 20;
 /// the cause through `source()` (print the chain, e.g. anyhow's `{:#}`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A system call on a file failed; its errno is what a reader is answered.
     #[error("{path}")]
-    Io { path: String, source: io::Error },
+    Io {
+        /// The file (or archive) the call was about.
+        path: String,
+        /// The OS error, chained as the cause.
+        source: io::Error,
+    },
+    /// The file is not a thaw archive (not a regular file, no seek table or
+    /// trailer); the message names the file and what is missing.
     #[error("not a thaw archive: {0}")]
     NotThaw(String),
+    /// A structure of the archive (trailer, index, seek table) fails validation.
     #[error("corrupt {what}: {why}")]
-    Corrupt { what: String, why: String },
+    Corrupt {
+        /// Which structure, e.g. "index" or "seek table".
+        what: String,
+        /// The check that failed, with the offending values.
+        why: String,
+    },
+    /// One member's record is unusable (bad path, kind or size); names the member.
     #[error("entry {path:?}: {why}")]
-    BadEntry { path: String, why: String },
+    BadEntry {
+        /// The member's path as recorded, lossily decoded.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A data frame that does not decode to what the seek table says.
     #[error("frame {frame}: {why}")]
-    Frame { frame: usize, why: String },
+    Frame {
+        /// Index of the frame in the seek table.
+        frame: usize,
+        /// The decoder's complaint or the size mismatch.
+        why: String,
+    },
     /// A data frame's bytes could not be read from the archive file.
     #[error("frame {frame}: cannot read it from {path}")]
-    FrameRead { frame: usize, path: String, source: io::Error },
+    FrameRead {
+        /// Index of the frame in the seek table.
+        frame: usize,
+        /// The archive file.
+        path: String,
+        /// The failed read, chained as the cause and answered by its errno.
+        source: io::Error,
+    },
     /// The archive file is not the one that was opened any more: its bytes
     /// cannot be trusted (see [`reader::FileSource`]).
     #[error("{path}: archive changed since it was opened ({what})")]
-    Changed { path: String, what: String },
+    Changed {
+        /// The archive file.
+        path: String,
+        /// What differs from the opened file (inode, size, mtime).
+        what: String,
+    },
+    /// A request thaw cannot honour: another format version, a bad frame size,
+    /// an index over 4 GiB.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A path asked for by name is not a member of the archive.
     #[error("no entry {0:?} in the archive")]
     NotFound(String),
 }
 
 impl Error {
+    /// Shorthand for [`Error::Corrupt`], the validation failure of one structure.
     pub fn corrupt(what: &str, why: impl Into<String>) -> Error {
         Error::Corrupt { what: what.into(), why: why.into() }
     }
 
+    /// Shorthand for [`Error::Io`] that names the file the call was about.
     pub fn io(path: impl std::fmt::Display, source: io::Error) -> Error {
         Error::Io { path: path.to_string(), source }
     }

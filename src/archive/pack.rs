@@ -15,10 +15,15 @@ use std::path::{Path, PathBuf};
 /// What `pack` did.
 #[derive(Debug, Clone)]
 pub struct PackSummary {
+    /// Entries written to the index.
     pub entries: usize,
+    /// Total size of the files' data (uncompressed).
     pub data_bytes: u64,
+    /// Size of the archive written, for the compression ratio.
     pub archive_bytes: u64,
+    /// The new archive's id.
     pub id: [u8; 16],
+    /// What was skipped or read partially (sockets, unreadable xattrs).
     pub warnings: Vec<String>,
 }
 

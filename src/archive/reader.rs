@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 /// Where archive bytes come from: a local file now, HTTP/object storage later.
 pub trait Source: Send + Sync {
+    /// Total length in bytes, fixed at open; the trailer is read from its end.
     fn len(&self) -> u64;
+    /// True for a zero-length source (never a valid archive).
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -74,6 +76,8 @@ impl Identity {
 }
 
 impl FileSource {
+    /// Opens a regular file (anything else is refused without opening it,
+    /// since a fifo would block) and records its identity for later checks.
     pub fn open(path: &Path) -> Result<FileSource, Error> {
         // Check the type before opening: opening a fifo would block.
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path.display(), e))?;
@@ -132,10 +136,13 @@ pub struct Archive {
 }
 
 impl Archive {
+    /// Opens and validates the archive at `path` (trailer, seek table, index).
     pub fn open(path: &Path) -> Result<Archive, Error> {
         Archive::from_source(Box::new(FileSource::open(path)?))
     }
 
+    /// Opens an archive from any [`Source`]: reads the trailer in at most two
+    /// reads and checks everything before any data is served.
     pub fn from_source(source: Box<dyn Source>) -> Result<Archive, Error> {
         let trailer = Trailer::read(&*source)?;
         let (idx_frame, seek_frame) = trailer.bytes.split_at(trailer.index_len as usize);
@@ -156,38 +163,47 @@ impl Archive {
         self.cache.budget.load(Ordering::Relaxed)
     }
 
+    /// The validated entry index.
     pub fn index(&self) -> &Index {
         &self.index
     }
 
+    /// All entries in tar stream order.
     pub fn entries(&self) -> &[Entry] {
         self.index.entries()
     }
 
+    /// The frame layout, for `info` and for mapping byte ranges to frames.
     pub fn seek_table(&self) -> &SeekTable {
         &self.table
     }
 
+    /// The archive id: equal ids mean equal entries, layout and data.
     pub fn id(&self) -> [u8; 16] {
         self.header.id
     }
 
+    /// The id in hex, as recorded in a stage and in markers.
     pub fn id_hex(&self) -> String {
         index::id_hex(&self.header.id)
     }
 
+    /// The format version in the index header.
     pub fn version(&self) -> u32 {
         self.header.version
     }
 
+    /// The source's name (the path) for messages.
     pub fn source_name(&self) -> String {
         self.source.name()
     }
 
+    /// Size of the whole archive file in bytes.
     pub fn file_len(&self) -> u64 {
         self.source.len()
     }
 
+    /// Bytes taken by the index frame and seek table at the end (for `info`).
     pub fn trailer_len(&self) -> u64 {
         self.trailer_len
     }
@@ -197,6 +213,7 @@ impl Archive {
         self.cache.decodes.load(Ordering::Relaxed)
     }
 
+    /// The entry for a path (see [`Index::lookup`]).
     pub fn lookup(&self, path: &[u8]) -> Option<&Entry> {
         self.index.lookup(path)
     }

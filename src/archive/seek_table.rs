@@ -10,8 +10,11 @@
 
 use super::Error;
 
+/// Magic of the skippable frame holding the seek table (so plain zstd skips it).
 pub const SKIPPABLE_MAGIC: u32 = 0x184D_2A5E;
+/// Last 4 bytes of the file: says a seek table ends here.
 pub const SEEKABLE_MAGIC: u32 = 0x8F92_EAB1;
+/// Length of the footer (frame count, descriptor, magic), read first from the end.
 pub const FOOTER_LEN: usize = 9;
 const ENTRY_LEN: usize = 12;
 const CHECKSUM_FLAG: u8 = 0x80;
@@ -19,7 +22,9 @@ const CHECKSUM_FLAG: u8 = 0x80;
 /// One data frame of the archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameEntry {
+    /// Bytes the frame takes in the archive file.
     pub compressed: u32,
+    /// Bytes of tar stream the frame decodes to.
     pub decompressed: u32,
     /// Low 32 bits of XXH64 (seed 0) of the decompressed bytes.
     pub checksum: u32,
@@ -35,6 +40,7 @@ pub struct SeekTable {
 }
 
 impl SeekTable {
+    /// Builds the table and its cumulative offsets from frames in file order.
     pub fn new(frames: Vec<FrameEntry>) -> SeekTable {
         let mut c_off = Vec::with_capacity(frames.len() + 1);
         let mut d_off = Vec::with_capacity(frames.len() + 1);
@@ -50,18 +56,22 @@ impl SeekTable {
         SeekTable { frames, c_off, d_off }
     }
 
+    /// The number of data frames.
     pub fn len(&self) -> usize {
         self.frames.len()
     }
 
+    /// True for an archive with no data frames (an empty tar stream).
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
     }
 
+    /// Frame `i`'s sizes and checksum; panics when `i` is out of range.
     pub fn frame(&self, i: usize) -> FrameEntry {
         self.frames[i]
     }
 
+    /// All frames in file order.
     pub fn frames(&self) -> &[FrameEntry] {
         &self.frames
     }

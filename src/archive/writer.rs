@@ -14,10 +14,15 @@ use std::io::{self, Read, Write};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+/// How an archive is compressed; the defaults are what `thaw pack` uses.
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
+    /// zstd compression level.
     pub level: i32,
+    /// Target uncompressed frame size: smaller frames make random reads
+    /// cheaper and compression worse (a multiple of 4 KiB, checked by `new`).
     pub frame_size: usize,
+    /// Threads compressing frames in parallel.
     pub threads: usize,
 }
 
@@ -153,6 +158,7 @@ pub struct MemberData<'a, R> {
 }
 
 impl<'a, R: Read> MemberData<'a, R> {
+    /// Wraps a reader of `size` bytes; `early_end` says how to explain a short one.
     pub fn new(inner: R, size: u64, early_end: EarlyEnd, progress: Progress<'a>) -> Self {
         MemberData { inner, progress, done: 0, size, early_end }
     }
@@ -195,6 +201,8 @@ pub struct ArchiveWriter {
 }
 
 impl ArchiveWriter {
+    /// Starts an archive written to `out` by a background compression
+    /// pipeline; refuses a frame size the reader would not accept.
     pub fn new<W: Write + Send + 'static>(out: W, opts: WriterOptions) -> Result<ArchiveWriter, Error> {
         if opts.frame_size < 4096 || opts.frame_size > MAX_FRAME_SIZE as usize / 2 || opts.frame_size % 4096 != 0 {
             return Err(Error::Unsupported(format!(
@@ -215,6 +223,7 @@ impl ArchiveWriter {
         })
     }
 
+    /// The index entries appended so far, in stream order.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
     }

@@ -115,7 +115,7 @@ pub enum Work {
 pub enum Routed {
     /// Answered on the event thread; `Some` asks for readahead from that chunk.
     Answered(Option<(Arc<FileState>, usize)>),
-    /// For a worker.
+    /// Needs chunks filled off the event thread: a worker answers the [`Pending`].
     Work(Arc<Pending>, Work),
 }
 
@@ -125,7 +125,7 @@ impl Events {
         Arc::new(Events { fan, counters: Counters::default(), open_policy, verbose, timeout, pending: Mutex::default() })
     }
 
-    /// The group.
+    /// The fanotify group events are read from and answered on.
     pub fn fan(&self) -> &Fanotify {
         &self.fan
     }

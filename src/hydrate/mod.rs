@@ -32,9 +32,9 @@ pub enum Error {
     /// A system call on a file failed.
     #[error("{path}")]
     Io {
-        /// The file.
+        /// The file the call was about.
         path: String,
-        /// What failed.
+        /// The OS error, chained as the cause; its errno is what the reader gets.
         source: io::Error,
     },
     /// The archive could not deliver.
@@ -46,18 +46,18 @@ pub enum Error {
     /// A stub whose marker or state makes no sense.
     #[error("{path}: {why}")]
     Stub {
-        /// The stub.
+        /// The stub, as its fd resolves.
         path: String,
-        /// What is wrong.
+        /// What went wrong with it (unreadable or foreign marker, no answer in time).
         why: String,
     },
     /// A file thaw will not fill: its marker or metadata could let a user
     /// read archive bytes they may not read.
     #[error("{path}: refused: {why}")]
     Refused {
-        /// The file.
+        /// The file, as its fd resolves.
         path: String,
-        /// Why.
+        /// Which check it failed (marker inode, owner, mode...).
         why: String,
     },
     /// The daemon could not start.

@@ -17,25 +17,40 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// What `thaw status` reports about a tree (also printed as JSON).
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Status {
+    /// The tree's directory, as given.
     pub dir: PathBuf,
+    /// The archive the stage was populated from.
     pub archive: PathBuf,
+    /// That archive's id, as recorded in the stage.
     pub id: String,
+    /// Whether the served tree is mounted over `DIR` right now.
     pub served: bool,
+    /// Files of the archive in the tree, in any state.
     pub files_total: u64,
+    /// Files with all their data (no marker left).
     pub files_complete: u64,
+    /// Stubs with some data in place.
     pub files_partial: u64,
+    /// Stubs with no data yet.
     pub files_untouched: u64,
     /// Files in the tree that did not come from the archive (build outputs...).
     pub files_added: u64,
     /// Stubs a user wrote to or truncated (also counted as partial or untouched).
     pub files_modified: u64,
+    /// Data size of the archive's files.
     pub bytes_total: u64,
+    /// Bytes of that data in place on disk.
     pub bytes_hydrated: u64,
+    /// Disk blocks the whole tree takes, in bytes (added files included).
     pub disk_bytes: u64,
+    /// Events the daemon answered, from its last `stats.json` (0 if none).
     pub events_served: u64,
+    /// Frames the daemon decoded, from its last `stats.json`.
     pub frames_decoded: u64,
+    /// Chunks the daemon wrote into stubs, from its last `stats.json`.
     pub chunks_written: u64,
 }
 
@@ -65,6 +80,8 @@ fn open_stub(stage: &Stage, f: &TreeFile, flags: OFlags) -> Result<Option<File>,
     Ok(open_tree_file(stage.tree_fd()?, f, flags)?)
 }
 
+/// Counts the tree's files and bytes by state, reading only the stage (no
+/// daemon needed); works without the archive, counting every file as its own.
 pub fn status(dir: &Path) -> Result<Status, Error> {
     let stage = Stage::open(dir)?;
     let info = stage.info()?;
@@ -160,16 +177,22 @@ pub fn hydrate(dir: &Path, archive: Option<Arc<Archive>>, paths: &[PathBuf], pro
     Ok(files.len() as u64)
 }
 
+/// What `thaw verify DIR` found; the tree is sound when `problems` is empty.
 #[derive(Debug, Default)]
 pub struct TreeVerify {
+    /// Files of the archive compared (modified and added ones left out).
     pub files_checked: u64,
     /// Files users added to the tree (not compared).
     pub files_added: u64,
     /// Stubs a user wrote to or truncated: their bytes are partly the user's (not compared).
     pub files_modified: u64,
+    /// Paths of those modified files, sorted, so the user sees what was skipped.
     pub modified: Vec<String>,
+    /// Hydrated bytes compared with the archive.
     pub bytes_compared: u64,
+    /// Stubs with no data yet (nothing to compare), sorted.
     pub empty_stubs: Vec<String>,
+    /// Every mismatch: wrong bytes or size, foreign or copied markers, sorted.
     pub problems: Vec<String>,
 }
 

@@ -70,21 +70,33 @@ const RESPONSE_LEN: usize = 8;
 pub struct Mask(u64);
 
 impl Mask {
+    /// `FAN_ACCESS`: a file was read (notification only).
     pub const ACCESS: Mask = Mask(0x0000_0001);
+    /// `FAN_MODIFY`: a file was written.
     pub const MODIFY: Mask = Mask(0x0000_0002);
+    /// `FAN_ATTRIB`: metadata changed.
     pub const ATTRIB: Mask = Mask(0x0000_0004);
+    /// `FAN_CLOSE_WRITE`: a file open for writing was closed.
     pub const CLOSE_WRITE: Mask = Mask(0x0000_0008);
+    /// `FAN_CLOSE_NOWRITE`: a read-only file was closed.
     pub const CLOSE_NOWRITE: Mask = Mask(0x0000_0010);
+    /// `FAN_OPEN`: a file was opened (notification only).
     pub const OPEN: Mask = Mask(0x0000_0020);
+    /// `FAN_OPEN_EXEC`: a file was opened to be executed.
     pub const OPEN_EXEC: Mask = Mask(0x0000_1000);
     /// The queue overflowed and events were lost (fd is `FAN_NOFD`).
     pub const Q_OVERFLOW: Mask = Mask(0x0000_4000);
+    /// `FAN_OPEN_PERM`: an open waits for the group's answer (thaw's whole-file policy).
     pub const OPEN_PERM: Mask = Mask(0x0001_0000);
+    /// `FAN_ACCESS_PERM`: a read waits for the group's answer (no range record).
     pub const ACCESS_PERM: Mask = Mask(0x0002_0000);
+    /// `FAN_OPEN_EXEC_PERM`: an exec open waits for the group's answer.
     pub const OPEN_EXEC_PERM: Mask = Mask(0x0004_0000);
     /// Pre-content access: raised before data is read, with a range record.
     pub const PRE_ACCESS: Mask = Mask(0x0010_0000);
+    /// `FAN_EVENT_ON_CHILD`: a directory mark also covers the files in it.
     pub const EVENT_ON_CHILD: Mask = Mask(0x0800_0000);
+    /// `FAN_ONDIR`: report events on directories too (or: this event is on one).
     pub const ONDIR: Mask = Mask(0x4000_0000);
 
     /// Events that block the accessing task until the group responds.
@@ -107,6 +119,7 @@ impl Mask {
         (Self::ONDIR, "ONDIR"),
     ];
 
+    /// No bits: the start of a mask built with `|`.
     pub const fn empty() -> Mask {
         Mask(0)
     }
@@ -116,10 +129,12 @@ impl Mask {
         Mask(bits)
     }
 
+    /// The raw bits, as `fanotify_mark` takes them.
     pub const fn bits(self) -> u64 {
         self.0
     }
 
+    /// True when no bit is set.
     pub const fn is_empty(self) -> bool {
         self.0 == 0
     }
@@ -134,6 +149,7 @@ impl Mask {
         self.0 & other.0 != 0
     }
 
+    /// Both sets of bits; `|` in a `const` context.
     pub const fn union(self, other: Mask) -> Mask {
         Mask(self.0 | other.0)
     }
@@ -185,7 +201,9 @@ impl fmt::Debug for Mask {
 /// For mmap it covers the whole mapping and may run past EOF.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Range {
+    /// First byte accessed.
     pub offset: u64,
+    /// Number of bytes accessed from `offset`.
     pub count: u64,
 }
 
@@ -200,10 +218,13 @@ impl Range {
 /// nobody owns yet. [`Fanotify::read_events`] turns these into [`Event`]s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawEvent {
+    /// What happened (one or more event bits, plus `ONDIR`).
     pub mask: Mask,
     /// `FAN_NOFD` (-1) when the event carries no fd.
     pub fd: RawFd,
+    /// The accessing process.
     pub pid: i32,
+    /// The range record of a pre-content event; `None` on other events.
     pub range: Option<Range>,
 }
 
@@ -213,30 +234,63 @@ pub struct RawEvent {
 pub struct DecodeError {
     /// Where the bad event (or info record) starts in the buffer.
     pub offset: usize,
+    /// What is wrong with it.
     pub kind: DecodeErrorKind,
     /// fds of every well-framed event in the buffer, before and after the
     /// bad one: the kernel installed them, so the caller must close them.
     pub fds: Vec<RawFd>,
 }
 
+/// The ways a read buffer can fail to frame events; each carries the
+/// lengths that disagree, for the message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeErrorKind {
+    /// Fewer bytes left than an event header takes.
     #[error("{have} bytes left, an event header needs {METADATA_LEN}")]
-    TruncatedHeader { have: usize },
+    TruncatedHeader {
+        /// Bytes left in the buffer.
+        have: usize,
+    },
+    /// An event layout other than [`METADATA_VERSION`].
     #[error("metadata version {0}, expected {METADATA_VERSION}")]
     BadVersion(u8),
+    /// A header claiming to be shorter than the version-3 header.
     #[error("metadata_len {0} is below {METADATA_LEN}")]
     BadMetadataLen(u16),
+    /// An event shorter than its own header: the next one could not be found.
     #[error("event_len {event_len} is below metadata_len {metadata_len}")]
-    EventTooShort { event_len: u32, metadata_len: u16 },
+    EventTooShort {
+        /// The event's total length.
+        event_len: u32,
+        /// Its header's length.
+        metadata_len: u16,
+    },
+    /// An event longer than the bytes left in the buffer.
     #[error("event_len {event_len} runs past the {have} bytes left")]
-    TruncatedEvent { event_len: u32, have: usize },
+    TruncatedEvent {
+        /// The event's total length.
+        event_len: u32,
+        /// Bytes left in the buffer.
+        have: usize,
+    },
+    /// Too few bytes after the header for an info record header.
     #[error("info record header needs {INFO_HEADER_LEN} bytes, {have} left in the event")]
-    TruncatedInfoHeader { have: usize },
+    TruncatedInfoHeader {
+        /// Bytes left in the event.
+        have: usize,
+    },
+    /// An info record claiming to be shorter than its own header.
     #[error("info record len {0} is below its header size")]
     BadInfoLen(u16),
+    /// An info record longer than the bytes left in its event.
     #[error("info record len {len} runs past the {have} bytes left in the event")]
-    TruncatedInfo { len: u16, have: usize },
+    TruncatedInfo {
+        /// The record's length.
+        len: u16,
+        /// Bytes left in the event.
+        have: usize,
+    },
+    /// A range record too short to hold its offset and count.
     #[error("range record len {0}, expected at least {INFO_RANGE_LEN}")]
     BadRangeLen(u16),
 }
@@ -368,8 +422,11 @@ fn decode_error(before: impl Iterator<Item = RawFd>, offset: usize, kind: Decode
 /// group is closed.
 #[derive(Debug)]
 pub struct Event {
+    /// What happened (one or more event bits, plus `ONDIR`).
     pub mask: Mask,
+    /// The accessing process, for logs and the open policy (who gets a whole stub).
     pub pid: i32,
+    /// The range record of a pre-content event; `None` on other events.
     pub range: Option<Range>,
     fd: Option<OwnedFd>,
 }
@@ -399,6 +456,7 @@ impl Event {
 /// The verdict on a permission event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Response {
+    /// Let the access go on (the data is in place now).
     Allow,
     /// Fail the access with EPERM.
     Deny,

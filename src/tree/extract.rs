@@ -14,10 +14,14 @@ use std::path::Path;
 /// Pieces of a large file written by different threads.
 const PIECE: u64 = 8 << 20;
 
+/// What `extract` did, for the command's report.
 #[derive(Debug, Default, Clone)]
 pub struct ExtractSummary {
+    /// Entries in the archive, all laid out.
     pub entries: usize,
+    /// File data written, in bytes.
     pub bytes: u64,
+    /// Entries skipped because they could not be created (e.g. device nodes as a user).
     pub warnings: Vec<String>,
 }
 

@@ -13,11 +13,16 @@ use rayon::prelude::*;
 use std::os::fd::AsFd;
 use std::path::Path;
 
+/// What `populate` did, for the command's report.
 #[derive(Debug, Default, Clone)]
 pub struct PopulateSummary {
+    /// Entries in the archive, all laid out.
     pub entries: usize,
+    /// Non-empty files written as sparse stubs with a marker.
     pub stubs: usize,
+    /// Data the stubs stand for, in bytes (none of it is on disk yet).
     pub bytes: u64,
+    /// Entries skipped because they could not be created (e.g. device nodes as a user).
     pub warnings: Vec<String>,
 }
 
@@ -40,6 +45,8 @@ pub fn check_aligned(archive: &Archive) -> Result<(), Error> {
     Ok(())
 }
 
+/// Lays the archive out as stubs in a new stage beside `dir` (which must be
+/// empty) and records the archive there, so `thaw serve` can fill them on demand.
 pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usize) -> Result<PopulateSummary, Error> {
     check_aligned(archive)?;
     // DIR, the stage and tree/ are made and opened here without following

@@ -34,14 +34,19 @@ pub const STUBS_VERSION: u32 = 2;
 
 /// Names inside the stage directory.
 pub const TREE: &str = "tree";
+/// The [`StageInfo`] of the stage, as JSON.
 pub const INFO: &str = "archive.json";
+/// The daemon's counters, rewritten as it serves, for `thaw status`.
 pub const STATS: &str = "stats.json";
+/// The file whose lock one daemon (or hydrate, or upgrade) holds at a time.
 pub const LOCK: &str = "lock";
 
 /// Beneath a directory fd, never through a symlink or a mount point.
 const BENEATH: ResolveFlags =
     ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS).union(ResolveFlags::NO_XDEV);
 
+/// The stage of one tree, `PARENT/.NAME.thaw/` beside `DIR`, worked on through
+/// fds opened without following symlinks (see the module doc).
 #[derive(Debug)]
 pub struct Stage {
     /// The directory users see, as the admin named it.
@@ -71,8 +76,11 @@ struct Fds {
 /// What `populate` records about the archive a stage came from.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct StageInfo {
+    /// The archive's absolute path, which `serve` and `status` open again.
     pub archive: PathBuf,
+    /// The archive's id in hex: the archive found there later must match.
     pub id: String,
+    /// The archive's format version.
     pub format_version: u32,
     /// Marker version of the stubs ([`STUBS_VERSION`]); 1 when absent (thaw 0.1).
     #[serde(default = "legacy_stubs")]
@@ -95,11 +103,17 @@ pub struct StageLock {
 pub struct TreeFile {
     /// Path relative to the tree (and to `DIR` while served).
     pub rel: Vec<u8>,
+    /// Device, with `ino` what [`open_tree_file`] checks to be the same file.
     pub dev: u64,
+    /// Inode number; a marker must name this inode to count.
     pub ino: u64,
+    /// Apparent size in bytes.
     pub size: u64,
+    /// 512-byte blocks allocated (what is on disk of a sparse stub).
     pub blocks: u64,
+    /// Owner uid, as the walk saw it.
     pub uid: u32,
+    /// Group gid, as the walk saw it.
     pub gid: u32,
     /// Modification time (seconds, nanoseconds).
     pub mtime: (i64, u32),
@@ -108,6 +122,7 @@ pub struct TreeFile {
 }
 
 impl TreeFile {
+    /// The relative path as text for messages (invalid UTF-8 replaced).
     pub fn rel_lossy(&self) -> String {
         String::from_utf8_lossy(&self.rel).into_owned()
     }
@@ -234,18 +249,20 @@ impl Stage {
     /// (0700) and `tree/` where missing. Refuses a `DIR` that is a symlink,
     /// and a stage that is a symlink, not ours, or open to others.
     pub fn create(dir: &Path) -> Result<Stage, Error> {
-        locate(dir)?;
-        let s = Stage::new(dir);
-        let fds = s.open_fds(true)?;
-        let _ = s.fds.set(fds);
-        Ok(s)
+        Stage::opened(dir, true)
     }
 
     /// Opens the existing stage of `dir` (everything but `populate`), with the same checks.
     pub fn open(dir: &Path) -> Result<Stage, Error> {
+        Stage::opened(dir, false)
+    }
+
+    /// [`Stage::new`] with its fds opened now (`create`: make what is missing),
+    /// so an unusable `dir` or stage is reported at once.
+    fn opened(dir: &Path, create: bool) -> Result<Stage, Error> {
         locate(dir)?;
         let s = Stage::new(dir);
-        let fds = s.open_fds(false)?;
+        let fds = s.open_fds(create)?;
         let _ = s.fds.set(fds);
         Ok(s)
     }
@@ -421,6 +438,7 @@ impl Stage {
         }
     }
 
+    /// Reads `archive.json`; refuses a stage that was never populated.
     pub fn info(&self) -> Result<StageInfo, Error> {
         let p = self.info_path();
         let Some(text) = self.read_file(INFO)? else {
@@ -429,6 +447,7 @@ impl Stage {
         serde_json::from_slice(&text).map_err(|e| refused(&p, format!("unreadable stage info: {e}")))
     }
 
+    /// Replaces `archive.json` atomically (see [`Stage::write_file`]).
     pub fn write_info(&self, info: &StageInfo) -> Result<(), Error> {
         self.write_file(INFO, &serde_json::to_vec_pretty(info).expect("serializable"))
     }

@@ -11,6 +11,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The directory a tree is laid out in: every entry is created beneath it by
+/// fd, so no path in an archive can reach outside it.
 pub struct TargetDir {
     root: OwnedFd,
     path: PathBuf,
@@ -110,16 +112,18 @@ impl TargetDir {
         }
     }
 
+    /// The directory's path, for messages only (never opened again by name).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The directory's fd, for callers that create beneath it themselves.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.root.as_fd()
     }
 
     /// Opens `rel` beneath the root (never through a symlink). A path longer
-    /// than PATH_MAX is walked in pieces (see [`TargetDir::walk_to`]).
+    /// than PATH_MAX is walked in pieces (see `TargetDir::walk_to`).
     pub fn open(&self, rel: &[u8], flags: OFlags) -> Result<OwnedFd, Error> {
         let (dir, rest) = self.walk_to(rel)?;
         let at = dir.as_ref().map_or(self.root.as_fd(), |d| d.as_fd());
@@ -237,6 +241,7 @@ impl TargetDir {
         Ok((File::from(fd), Fresh { mode: m.bits() & !self.umask }))
     }
 
+    /// Creates symlink `rel` pointing at `target` (never followed by thaw).
     pub fn symlink(&self, rel: &[u8], target: &[u8]) -> Result<(), Error> {
         let pfd = self.parent(rel)?;
         let (_, name) = split_parent(rel);
@@ -252,6 +257,7 @@ impl TargetDir {
         self.replacing(&pfd, name, || rfs::linkat(&tfd, os(tname), &pfd, os(name), AtFlags::empty())).map_err(|e| Error::at(rel, e))
     }
 
+    /// Creates the fifo or device node `e` describes (devices need root).
     pub fn special(&self, e: &Entry) -> Result<(), Error> {
         let pfd = self.parent(&e.path)?;
         let (_, name) = split_parent(&e.path);
@@ -319,6 +325,7 @@ fn is_marker_name(name: &[u8]) -> bool {
     name == crate::tree::marker::MARKER_XATTR.as_bytes() || name == crate::tree::marker::LEGACY_MARKER_XATTR.as_bytes()
 }
 
+/// The timestamps to set for `e`: its mtime, and the atime left as it is.
 pub fn entry_times(e: &Entry) -> Timestamps {
     let t = Timespec { tv_sec: e.mtime, tv_nsec: i64::from(e.mtime_nsec) as _ };
     Timestamps { last_access: Timespec { tv_sec: 0, tv_nsec: rfs::UTIME_OMIT }, last_modification: t }
