@@ -5,8 +5,9 @@
 //! the reader until we [`Fanotify::respond`]. Each [`Event`] owns a read-write
 //! fd on the stub, so the data can be `pwrite`n through it without raising a
 //! new event. The byte-level decoder, [`decode`], is plain safe code; the only
-//! `unsafe` here is the two syscalls libc wraps and adopting kernel-installed
-//! fds as [`OwnedFd`].
+//! `unsafe` here is the two syscalls rustix does not wrap (`fanotify_init`,
+//! `fanotify_mark`) and adopting fds the kernel installed for events (or the
+//! guard inherited) as [`OwnedFd`].
 //!
 //! Constants are defined here because Debian's headers predate the
 //! pre-content API (Linux 6.14).
