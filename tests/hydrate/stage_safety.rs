@@ -341,7 +341,7 @@ fn upgrade_accepts_genuine_0_1_stubs_and_refuses_forged_markers() {
     // naming its entry; it ends up at open/b (as a user could while 0.1 served it).
     let forged = f.pub_dir.join("forged");
     as_nobody(&format!(
-        "head -c 150000 /dev/zero > {p}; /usr/bin/python3 -c 'import os,sys; os.setxattr(sys.argv[1], \"user.thaw\", sys.argv[2].encode())' {p} 'thaw1 {id} {e}'",
+        "head -c 150000 /dev/zero > {p}; setfattr -n user.thaw -v 'thaw1 {id} {e}' {p}",
         p = q(&forged),
         e = entry["open/b"]
     ));
