@@ -138,7 +138,7 @@ thaw_status() {
     js=$("$THAW" status "$dir" --json) || die "thaw status $dir --json failed"
     jq -e 'has("files_total") and has("files_complete") and has("files_partial") and has("files_untouched")
            and has("bytes_total") and has("bytes_hydrated") and has("disk_bytes")
-           and has("events_served") and has("frames_decoded")' <<<"$js" >/dev/null ||
+           and has("events_served") and has("frames_decoded") and has("bytes_decoded")' <<<"$js" >/dev/null ||
         die "thaw status $dir --json lacks a contract key: $js"
     printf '%s\n' "$js"
 }
@@ -149,7 +149,7 @@ record_status() {
     local wl=$1 sfx=$2 variant=$3 rep=$4 dir=$5 js k unit
     js=$(thaw_status "$dir")
     printf '%s\n' "$js" >"$LOGS/$wl$sfx-$variant-$rep.status.json"
-    for k in bytes_hydrated bytes_total events_served frames_decoded files_complete files_partial; do
+    for k in bytes_hydrated bytes_total bytes_decoded events_served frames_decoded files_complete files_partial; do
         unit=count
         [[ $k == bytes_* ]] && unit=B
         record "$wl" "$k$sfx" "$variant" "$rep" "$(jq -r ".$k" <<<"$js")" "$unit"

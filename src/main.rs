@@ -634,7 +634,7 @@ fn status(dir: &Path, json: bool) -> Result<i32> {
     }
     println!("hydrated       {} of {} ({:.2}%)", human(s.bytes_hydrated), human(s.bytes_total), pct(s.bytes_hydrated, s.bytes_total));
     println!("disk used      {}", human(s.disk_bytes));
-    println!("last serve     {} events, {} frames decoded", s.events_served, s.frames_decoded);
+    println!("last serve     {} events, {} frames ({}) decoded", s.events_served, s.frames_decoded, human(s.bytes_decoded));
     Ok(0)
 }
 

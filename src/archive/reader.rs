@@ -213,6 +213,12 @@ impl Archive {
         self.cache.decodes.load(Ordering::Relaxed)
     }
 
+    /// Decompressed bytes produced so far by those decodes: against the bytes
+    /// written into stubs, the decode amplification.
+    pub fn bytes_decoded(&self) -> u64 {
+        self.cache.decoded_bytes.load(Ordering::Relaxed)
+    }
+
     /// The entry for a path (see [`Index::lookup`]).
     pub fn lookup(&self, path: &[u8]) -> Option<&Entry> {
         self.index.lookup(path)
@@ -421,6 +427,7 @@ struct FrameCache {
     budget: AtomicUsize,
     inner: Mutex<CacheInner>,
     decodes: AtomicU64,
+    decoded_bytes: AtomicU64,
 }
 
 #[derive(Default)]
@@ -432,7 +439,12 @@ struct CacheInner {
 
 impl FrameCache {
     fn new(budget: usize) -> FrameCache {
-        FrameCache { budget: AtomicUsize::new(budget), inner: Mutex::default(), decodes: AtomicU64::new(0) }
+        FrameCache {
+            budget: AtomicUsize::new(budget),
+            inner: Mutex::default(),
+            decodes: AtomicU64::new(0),
+            decoded_bytes: AtomicU64::new(0),
+        }
     }
 
     fn get(&self, i: usize, decode: impl FnOnce() -> Result<Vec<u8>, Error>) -> Result<Arc<Vec<u8>>, Error> {
@@ -447,7 +459,9 @@ impl FrameCache {
         let res = cell
             .get_or_init(|| {
                 self.decodes.fetch_add(1, Ordering::Relaxed);
-                decode().map(Arc::new)
+                let data = decode()?;
+                self.decoded_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                Ok(Arc::new(data))
             })
             .clone();
         let mut g = self.inner.lock().unwrap();

@@ -85,6 +85,10 @@ pub struct ServeStats {
     pub files_completed: u64,
     /// Frames decoded.
     pub frames_decoded: u64,
+    /// Decompressed bytes those decodes produced (against `bytes_written`:
+    /// the decode amplification).
+    #[serde(default)]
+    pub bytes_decoded: u64,
     /// The frame cache budget in force, in bytes.
     #[serde(default)]
     pub cache_budget: u64,
@@ -244,6 +248,7 @@ impl Ctx {
             bytes_written: s.bytes_written.load(Ordering::Relaxed),
             files_completed: s.files_completed.load(Ordering::Relaxed),
             frames_decoded: self.hydrator.archive().frames_decoded(),
+            bytes_decoded: self.hydrator.archive().bytes_decoded(),
             cache_budget: self.hydrator.archive().cache_budget() as u64,
             event_time_us: c.event_ns.load(Ordering::Relaxed) / 1000,
             uptime_s: started.elapsed().as_secs_f64(),

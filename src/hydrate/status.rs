@@ -50,6 +50,9 @@ pub struct Status {
     pub events_served: u64,
     /// Frames the daemon decoded, from its last `stats.json`.
     pub frames_decoded: u64,
+    /// Decompressed bytes the last serve decoded (its decode amplification
+    /// is this over the bytes it wrote).
+    pub bytes_decoded: u64,
     /// Chunks the daemon wrote into stubs, from its last `stats.json`.
     pub chunks_written: u64,
 }
@@ -115,6 +118,7 @@ pub fn status(dir: &Path) -> Result<Status, Error> {
     if let Some(st) = stage.read_file(STATS)?.and_then(|b| serde_json::from_slice::<ServeStats>(&b).ok()) {
         s.events_served = st.events;
         s.frames_decoded = st.frames_decoded;
+        s.bytes_decoded = st.bytes_decoded;
         s.chunks_written = st.chunks_written;
     }
     Ok(s)

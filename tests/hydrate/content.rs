@@ -175,6 +175,10 @@ fn a_4k_read_of_a_large_file_costs_about_one_frame_of_disk() {
     assert_eq!(st["files_partial"], 1, "{st}");
     assert!(st["bytes_hydrated"].as_u64().unwrap() <= 2 << 20, "{st}");
     served.stop();
+    // One frame (1 MiB) was decoded for it: the amplification is measured.
+    let st = s.status();
+    let decoded = st["bytes_decoded"].as_u64().unwrap();
+    assert!((4096..=2 << 20).contains(&decoded) && st["frames_decoded"].as_u64() >= Some(1), "{st}");
 }
 
 #[test]
