@@ -48,7 +48,7 @@ bsym = collections.Counter()             # build processes: leaf kernel+user sym
 build_fsn = build_ra = build_total = build_kernel = 0
 build_fsn_sym = collections.Counter()
 blocked_out = {}                         # tid -> switch-out time (in a fanotify wait)
-blocked = []; waits_total = 0
+blocked = []; blocked_who = []; waits_total = 0
 hdr = re.compile(r'^\s*(\S.*?)\s+(\d+)\s+(\d+\.\d+):\s+(\S+):\s*(.*)$')
 
 def flush(rec):
@@ -75,13 +75,13 @@ def flush(rec):
         m = re.search(r'prev_pid=(\d+) prev_prio=\d+ prev_state=(\S+)', trace)
         if m and m.group(2) != 'R' and m.group(2) != 'R+':
             if any('fanotify_get_response' in s or 'fsnotify_pre_content' in s or 'fanotify_handle_event' in s for s in stack):
-                blocked_out[int(m.group(1))] = t
+                blocked_out[int(m.group(1))] = (t, comm)
     elif ev.startswith('sched:sched_waking'):
         m = re.search(r' pid=(\d+)', trace)
         if m:
             p = int(m.group(1))
             if p in blocked_out:
-                blocked.append(t - blocked_out.pop(p))
+                t0c = blocked_out.pop(p); blocked.append(t - t0c[0]); blocked_who.append((round(1000 * (t - t0c[0]), 2), t0c[1], round(t0c[0], 3)))
 
 rec = None
 for line in sys.stdin:
@@ -116,5 +116,8 @@ out = {
     'fanotify_blocked_s': round(sum(blocked), 4),
     'fanotify_blocked_ms_p50_p90_p99_max': ([round(1000 * sorted(blocked)[int(q * (len(blocked) - 1))], 3) for q in (0.5, 0.9, 0.99)] + [round(1000 * max(blocked), 3)]) if blocked else [],
     'unmatched_switch_outs': len(blocked_out),
+    'longest_waits_ms_comm_t': sorted(blocked_who, reverse=True)[:15],
+    'blocked_s_by_comm': {c: round(sum(w for w, cc, _ in blocked_who if cc == c) / 1000, 3) for c in set(c for _, c, _ in blocked_who)},
+    'waits_over_10ms': sum(1 for b in blocked if b > 0.01), 'blocked_s_in_waits_over_10ms': round(sum(b for b in blocked if b > 0.01), 3),
 }
 json.dump(out, sys.stdout, indent=1)

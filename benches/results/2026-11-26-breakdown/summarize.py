@@ -21,7 +21,7 @@ for p in sorted(glob.glob(R + '/*.time')):
     tag = os.path.basename(p)[:-5]
     r = {'tag': tag, 'variant': tag.split('-')[0], 'perf': tag.endswith('-perf')}
     r.update(gtime(p))
-    if os.path.exists(f'{R}/{tag}.outer.time'):
+    if 'wall' in r and os.path.exists(f'{R}/{tag}.outer.time') and os.path.getsize(f'{R}/{tag}.outer.time'):
         o = gtime(f'{R}/{tag}.outer.time')
         r['outer_cpu_minus_build'] = round(o['user'] + o['sys'] - r['user'] - r['sys'], 2)
     if os.path.exists(f'{R}/{tag}.stats.json'):
