@@ -142,8 +142,10 @@ impl Events {
         };
         let (st, size) = match hyd.lookup(fd) {
             Ok(Lookup::Stub(st, size)) => (st, size),
+            Ok(Lookup::NotFile) => return Some(self.answer_here(&ev, t0, Ok(()), None)),
             Ok(Lookup::NotStub) => {
-                self.ignore_if_regular(fd);
+                // Stop hearing about it (lookup's fstat already said it is a regular file).
+                let _ = self.fan.ignore_inode(fd, WATCH);
                 return Some(self.answer_here(&ev, t0, Ok(()), None));
             }
             Err(e) => return Some(self.answer_here(&ev, t0, Err(e), None)),
@@ -165,14 +167,6 @@ impl Events {
                 Some(self.answer_here(&ev, t0, Ok(()), ahead))
             }
             None => Some(self.hand_on(ev, Work::Ensure(st, start, end))),
-        }
-    }
-
-    /// Stops hearing about a regular file that is not (or no longer) a stub.
-    pub fn ignore_if_regular(&self, fd: std::os::fd::BorrowedFd<'_>) {
-        use rustix::fs::{fstat, FileType};
-        if fstat(fd).is_ok_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::RegularFile) {
-            let _ = self.fan.ignore_inode(fd, WATCH);
         }
     }
 

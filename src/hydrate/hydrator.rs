@@ -80,7 +80,9 @@ impl FileState {
 
 /// Result of looking at an fd.
 pub enum Lookup {
-    /// Not a stub (a complete file, a file users made, or not a regular file).
+    /// Not a regular file (a directory): nothing to fill, nothing to ignore.
+    NotFile,
+    /// A regular file that is not a stub (complete, or made by a user).
     NotStub,
     /// A stub, with the file's current size (from the same fstat).
     Stub(Arc<FileState>, u64),
@@ -145,7 +147,7 @@ impl Hydrator {
     pub fn lookup(&self, fd: BorrowedFd<'_>) -> Result<Lookup, Error> {
         let st = rfs::fstat(fd).map_err(|e| Error::io(fd_path(fd), e))?;
         if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile {
-            return Ok(Lookup::NotStub);
+            return Ok(Lookup::NotFile);
         }
         let key = (st.st_dev, st.st_ino);
         if let Some(s) = lock(&self.files).get(&key) {
@@ -366,7 +368,7 @@ impl Hydrator {
     /// Fills a whole stub (prefetch, offline hydrate) and finishes it.
     pub fn hydrate_all(&self, fd: BorrowedFd<'_>) -> Result<bool, Error> {
         match self.lookup(fd)? {
-            Lookup::NotStub => Ok(false),
+            Lookup::NotFile | Lookup::NotStub => Ok(false),
             Lookup::Stub(st, _) => {
                 self.ensure(&st, fd, 0, st.chunks.file_len())?;
                 self.finish(&st, fd)
