@@ -189,6 +189,17 @@ struct ServeArgs {
     /// (their reads fail with EIO until they close them) instead of killing them
     #[arg(long)]
     no_kill_readers: bool,
+    /// What carries the watch: each stub's inode ("stubs": no other file ever
+    /// raises an event, but each untouched stub pins about 1 KiB of kernel
+    /// memory), the whole mount ("mount"), or stubs up to 250,000 of them ("auto")
+    #[arg(long, default_value = "auto", value_name = "auto|stubs|mount")]
+    marks: hydrate::marks::MarkScope,
+    /// Stubs above which --marks auto uses the mount mark (for tests)
+    #[arg(long, hide = true, default_value_t = hydrate::marks::AUTO_STUB_LIMIT)]
+    marks_limit: u64,
+    /// Nice value of the daemon's threads (readers wait on them)
+    #[arg(long, default_value_t = -5, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-20..=19))]
+    nice: i32,
 }
 
 impl ServeArgs {
@@ -210,6 +221,9 @@ impl ServeArgs {
         o.cache_bytes = self.cache;
         o.verbose = verbose;
         o.event_timeout = std::time::Duration::from_secs(self.event_timeout.max(1));
+        o.marks = self.marks;
+        o.marks_limit = self.marks_limit;
+        o.nice = self.nice;
         o.guard = std::env::current_exe().ok().map(|exe| GuardOptions { exe, kill_readers: !self.no_kill_readers });
         o
     }

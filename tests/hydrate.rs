@@ -17,6 +17,8 @@ mod content;
 mod helper;
 #[path = "hydrate/lifecycle.rs"]
 mod lifecycle;
+#[path = "hydrate/marks.rs"]
+mod marks;
 #[path = "hydrate/safety.rs"]
 mod safety;
 #[path = "hydrate/soak.rs"]

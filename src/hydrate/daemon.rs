@@ -5,10 +5,11 @@
 //! readers get the empty `DIR`, not zeros), queued and in-flight events are
 //! finished, statistics are saved, and the guard takes over.
 
-use super::events::{Events, OpenPolicy, Pending, Routed, Work, WATCH};
+use super::events::{Events, OpenPolicy, Pending, Routed, Work};
 use super::guard::MAX_EVENT_FD;
 use super::hydrator::{FileState, Hydrator};
-use super::mount::{GuardOptions, ServedMount};
+use super::marks::{mark_stubs, MarkScope, Marked, AUTO_STUB_LIMIT};
+use super::mount::{GuardOptions, ServedMount, Watched};
 use super::Error;
 use crate::archive::Archive;
 use crate::sys::fanotify::Fanotify;
@@ -42,6 +43,13 @@ pub struct ServeOptions {
     /// Fault injection for tests: a worker handling an event whose path
     /// contains this string panics (from `THAW_INJECT_PANIC`).
     pub inject_panic: Option<String>,
+    /// What carries the marks: the stubs or the mount.
+    pub marks: MarkScope,
+    /// Stubs above which [`MarkScope::Auto`] marks the mount.
+    pub marks_limit: u64,
+    /// Nice value of the daemon's threads: a reader waits on them, so they
+    /// should not queue behind the readers' own CPU work.
+    pub nice: i32,
 }
 
 impl Default for ServeOptions {
@@ -57,6 +65,9 @@ impl Default for ServeOptions {
             drain: Duration::from_millis(300),
             event_timeout: Duration::from_secs(60),
             inject_panic: std::env::var("THAW_INJECT_PANIC").ok().filter(|s| !s.is_empty()),
+            marks: MarkScope::Auto,
+            marks_limit: AUTO_STUB_LIMIT,
+            nice: -5,
         }
     }
 }
@@ -96,6 +107,15 @@ pub struct ServeStats {
     pub event_time_us: u64,
     /// Seconds served.
     pub uptime_s: f64,
+    /// What carries the marks: "stubs" or "mount".
+    #[serde(default)]
+    pub watched: String,
+    /// Stubs given an inode mark at start (0 under a mount mark).
+    #[serde(default)]
+    pub stubs_marked: u64,
+    /// Time spent marking them, in milliseconds.
+    #[serde(default)]
+    pub mark_ms: u64,
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -154,6 +174,8 @@ struct Ctx {
     opts: ServeOptions,
     /// Readahead jobs queued or running.
     background: std::sync::atomic::AtomicUsize,
+    /// What carries the marks, how many stubs were marked and how long it took (ms).
+    watch: (Watched, u64, u64),
 }
 
 impl Ctx {
@@ -204,9 +226,7 @@ impl Ctx {
     /// A complete stub becomes an ordinary file, read from now on at native speed.
     fn finish(&self, st: &FileState, fd: std::os::fd::BorrowedFd<'_>) {
         match self.hydrator.finish(st, fd) {
-            Ok(true) => {
-                let _ = self.events.fan().ignore_inode(fd, WATCH);
-            }
+            Ok(true) => self.events.forget(fd),
             Ok(false) => {}
             Err(e) => tracing::error!("{}", super::chain(&e)),
         }
@@ -228,7 +248,7 @@ impl Ctx {
         self.workers.spawn(move || {
             if ctx.hydrator.readahead(&st, from, n) {
                 if let Some(file) = st.handle() {
-                    let _ = ctx.events.fan().ignore_inode(file.as_fd(), WATCH);
+                    ctx.events.forget(file.as_fd());
                 }
             }
             ctx.background.fetch_sub(1, Ordering::SeqCst);
@@ -252,6 +272,12 @@ impl Ctx {
             cache_budget: self.hydrator.archive().cache_budget() as u64,
             event_time_us: c.event_ns.load(Ordering::Relaxed) / 1000,
             uptime_s: started.elapsed().as_secs_f64(),
+            watched: match self.watch.0 {
+                Watched::Stubs => "stubs".into(),
+                Watched::Mount => "mount".into(),
+            },
+            stubs_marked: self.watch.1,
+            mark_ms: self.watch.2,
         }
     }
 
@@ -281,6 +307,7 @@ pub fn serve(
         )));
     }
     raise_fd_limit();
+    set_nice(opts.nice);
     // Everything that can fail happens before DIR is mounted over.
     let workers = Workers::new(opts.workers).map_err(|e| Error::Setup(format!("worker threads: {e}")))?;
     archive.set_cache_budget(opts.cache_bytes);
@@ -289,9 +316,10 @@ pub fn serve(
     if Fanotify::restartable_events_supported() {
         tracing::info!("this kernel accepts FAN_RESTARTABLE_EVENTS; thaw does not use it yet (the guard answers a dead daemon's events)");
     }
-    let mut mount = ServedMount::attach(&fan, &stage, opts.guard.as_ref())?;
-    let events = Events::new(fan, opts.open_policy.clone(), opts.verbose, opts.event_timeout);
-    let ctx = Arc::new(Ctx { events, workers, hydrator: Hydrator::new(archive), opts, background: Default::default() });
+    let watch = watch(&fan, &stage, opts.marks, opts.marks_limit)?;
+    let mut mount = ServedMount::attach(&fan, &stage, watch.0, opts.guard.as_ref())?;
+    let events = Events::new(fan, watch.0, opts.open_policy.clone(), opts.verbose, opts.event_timeout);
+    let ctx = Arc::new(Ctx { events, workers, hydrator: Hydrator::new(archive), opts, background: Default::default(), watch });
     save_stats(&stage, &ctx.stats(started, true));
     on_ready();
     let mut buf = vec![0u8; 64 * 1024];
@@ -343,6 +371,42 @@ fn drain(ctx: &Arc<Ctx>, buf: &mut [u8]) {
             }
             Err(_) => break,
         }
+    }
+}
+
+/// Marks what `scope` asks for before anything is mounted: every stub, or
+/// (for [`MarkScope::Mount`], or too many stubs for [`MarkScope::Auto`])
+/// nothing yet, the mount being marked by [`ServedMount::attach`].
+fn watch(fan: &Fanotify, stage: &Stage, scope: MarkScope, auto_limit: u64) -> Result<(Watched, u64, u64), Error> {
+    let t = Instant::now();
+    let limit = match scope {
+        MarkScope::Mount => return Ok((Watched::Mount, 0, 0)),
+        MarkScope::Stubs => None,
+        MarkScope::Auto => Some(auto_limit),
+    };
+    let marked = mark_stubs(fan, stage, limit)?;
+    let ms = t.elapsed().as_millis() as u64;
+    match marked {
+        Marked::Stubs(n) => {
+            tracing::info!("watching {n} stubs (inode marks, {ms} ms)");
+            Ok((Watched::Stubs, n, ms))
+        }
+        Marked::TooMany => {
+            tracing::warn!("more than {auto_limit} stubs: watching the mount instead of each stub (--marks stubs forces it)");
+            Ok((Watched::Mount, 0, ms))
+        }
+    }
+}
+
+/// Gives the calling thread, and the threads it starts, nice value `nice`.
+/// A reader blocked on an event waits for these threads, so under load they
+/// should run before the readers' own work. Not fatal: a daemon without
+/// CAP_SYS_NICE keeps its nice value.
+fn set_nice(nice: i32) {
+    use rustix::process::{setpriority_process, Pid};
+    let tid = rustix::thread::gettid();
+    if let Err(e) = setpriority_process(Pid::from_raw(tid.as_raw_nonzero().get()), nice) {
+        tracing::debug!("cannot set the daemon's nice value to {nice}: {e}");
     }
 }
 

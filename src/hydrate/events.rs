@@ -11,6 +11,7 @@
 
 use super::chunks::lock;
 use super::hydrator::{fd_path, FileState, Hydrator, Lookup};
+use super::mount::Watched;
 use super::{chain, Error};
 use crate::sys::fanotify::{Event, Fanotify, Mask, Response};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -91,6 +92,7 @@ pub struct Events {
     open_policy: OpenPolicy,
     verbose: bool,
     timeout: Duration,
+    watched: Watched,
     /// Events handed to workers, for the deadline sweep.
     pending: Mutex<Vec<Weak<Pending>>>,
 }
@@ -120,9 +122,24 @@ pub enum Routed {
 }
 
 impl Events {
-    /// Wraps a group; `timeout` is the longest a reader waits before EIO.
-    pub fn new(fan: Fanotify, open_policy: OpenPolicy, verbose: bool, timeout: Duration) -> Arc<Events> {
-        Arc::new(Events { fan, counters: Counters::default(), open_policy, verbose, timeout, pending: Mutex::default() })
+    /// Wraps a group whose marks are `watched`; `timeout` is the longest a
+    /// reader waits before EIO.
+    pub fn new(fan: Fanotify, watched: Watched, open_policy: OpenPolicy, verbose: bool, timeout: Duration) -> Arc<Events> {
+        Arc::new(Events { fan, counters: Counters::default(), open_policy, verbose, timeout, watched, pending: Mutex::default() })
+    }
+
+    /// Stops events for the file behind `fd`, which needs no more hydration:
+    /// its inode mark goes, or (under a mount mark) it gets an ignore mark.
+    pub fn forget(&self, fd: std::os::fd::BorrowedFd<'_>) {
+        let r = match self.watched {
+            Watched::Stubs => self.fan.unmark_inode(fd, WATCH),
+            Watched::Mount => self.fan.ignore_inode(fd, WATCH),
+        };
+        if let Err(e) = r {
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                tracing::debug!("{}: cannot drop its mark: {e}", fd_path(fd));
+            }
+        }
     }
 
     /// The fanotify group events are read from and answered on.
@@ -145,7 +162,7 @@ impl Events {
             Ok(Lookup::NotFile) => return Some(self.answer_here(&ev, t0, Ok(()), None)),
             Ok(Lookup::NotStub) => {
                 // Stop hearing about it (lookup's fstat already said it is a regular file).
-                let _ = self.fan.ignore_inode(fd, WATCH);
+                self.forget(fd);
                 return Some(self.answer_here(&ev, t0, Ok(()), None));
             }
             Err(e) => return Some(self.answer_here(&ev, t0, Err(e), None)),

@@ -44,7 +44,7 @@ pub fn guard_main(dir: &Path, mount: u64, fan: Option<Fanotify>, kill_readers: b
     }
     let fan = fan.map(std::sync::Arc::new);
     if let Some(fan) = fan.clone() {
-        std::thread::spawn(move || deny_forever(&fan));
+        std::thread::spawn(move || deny_forever(&fan, mount));
     }
     let kill = died && kill_readers;
     let mut killed = if kill { kill_holders(mount) } else { 0 };
@@ -81,8 +81,13 @@ fn deny_orphans(fan: &Fanotify) {
     }
 }
 
-/// Answers every event from now on with EIO.
-fn deny_forever(fan: &Fanotify) {
+/// Answers with EIO, from now on, every event of a read through the served
+/// mount. With inode marks on the stubs (see `hydrate::marks`), reads by
+/// other ways raise our events too: root's tools working in the stage (which
+/// never got events under a mount mark) and a restarted daemon's new mount,
+/// whose own group hydrates the stub. Those are allowed: the group that
+/// serves them, if any, decides.
+fn deny_forever(fan: &Fanotify, mount: u64) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match fan.wait_readable(Some(Duration::from_millis(500))) {
@@ -93,7 +98,8 @@ fn deny_forever(fan: &Fanotify) {
         let Ok(events) = fan.read_events(&mut buf) else { return };
         for ev in events {
             if let (Some(fd), true) = (ev.fd(), ev.needs_response()) {
-                let _ = fan.respond(fd, Response::DenyErrno(libc::EIO));
+                let ours = super::mount::mount_id_at(fd, Path::new(""), AtFlags::EMPTY_PATH) == Some(mount);
+                let _ = fan.respond(fd, if ours { Response::DenyErrno(libc::EIO) } else { Response::Allow });
             }
         }
     }

@@ -5,8 +5,9 @@
 //! archive entry it is, and its allocated blocks (SEEK_DATA) say which chunks
 //! are in place, so a restart never decodes anything twice.
 //!
-//! Pieces, from the kernel up: [`mount`] puts the watched stub tree over
-//! `DIR` and takes it away; [`events`] answers each fanotify event exactly
+//! Pieces, from the kernel up: [`marks`] decides what carries the watch (each
+//! stub, or the mount); [`mount`] puts the watched stub tree over `DIR` and
+//! takes it away; [`events`] answers each fanotify event exactly
 //! once; [`hydrator`] fills stubs using a [`chunks::ChunkMap`] per file;
 //! [`daemon`] ties them into `thaw serve`; [`guard`] outlives a dead daemon;
 //! [`supervise`] is `thaw run`; [`status`] looks at trees from outside.
@@ -16,6 +17,7 @@ pub mod daemon;
 pub mod events;
 pub mod guard;
 pub mod hydrator;
+pub mod marks;
 pub mod mount;
 pub mod status;
 pub mod supervise;

@@ -1,6 +1,7 @@
-//! The served mount: the stub tree cloned into a detached mount, the
-//! fanotify mark put on it, and only then moved over `DIR`, so no reader can
-//! reach an unwatched stub through `DIR`. Dropping a [`ServedMount`] detaches
+//! The served mount: the stub tree cloned into a detached mount, watched
+//! (each stub's inode marked before, or the clone itself marked), and only
+//! then moved over `DIR`, so no reader can reach an unwatched stub through
+//! `DIR`. Dropping a [`ServedMount`] detaches
 //! `DIR` and hands over to the guard, so shutdown order follows drop order.
 
 use super::events::WATCH;
@@ -21,6 +22,20 @@ pub struct GuardOptions {
     /// Kill the processes that still hold a stub of `DIR` open or mapped when
     /// the daemon is gone (otherwise their reads fail with EIO while they live).
     pub kill_readers: bool,
+}
+
+/// What carries the daemon's marks once serving (see [`super::marks`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watched {
+    /// An inode mark on each stub.
+    Stubs,
+    /// One mark on the served mount.
+    Mount,
+}
+
+/// The error for a mark the kernel refused.
+pub fn watch_error(stage: &Stage, e: std::io::Error) -> Error {
+    Error::Setup(format!("{}: cannot watch it: {e} (pre-content marks need ext4, xfs or btrfs, not tmpfs)", stage.tree().display()))
 }
 
 /// `DIR` showing the watched stub tree, for as long as this lives.
@@ -51,13 +66,16 @@ impl ServedMount {
     /// the guard. The clone is made from the tree's fd and moved onto `DIR`
     /// by name relative to the fd of DIR's parent, without following a
     /// symlink: a `DIR` swapped for a symlink is refused, never followed.
-    pub fn attach(fan: &Fanotify, stage: &Stage, guard: Option<&GuardOptions>) -> Result<ServedMount, Error> {
+    ///
+    /// With [`Watched::Mount`] the mark goes on the clone before it is moved;
+    /// with [`Watched::Stubs`] the caller has marked every stub already.
+    pub fn attach(fan: &Fanotify, stage: &Stage, watched: Watched, guard: Option<&GuardOptions>) -> Result<ServedMount, Error> {
         let dir = stage.dir.clone();
         let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH;
         let clone = rmount::open_tree(stage.tree_fd()?, "", flags).map_err(|e| Error::io(stage.tree().display(), e))?;
-        fan.mark_mount_fd(clone.as_fd(), WATCH).map_err(|e| {
-            Error::Setup(format!("{}: cannot watch it: {e} (pre-content marks need ext4, xfs or btrfs, not tmpfs)", stage.tree().display()))
-        })?;
+        if watched == Watched::Mount {
+            fan.mark_mount_fd(clone.as_fd(), WATCH).map_err(|e| watch_error(stage, e))?;
+        }
         let parent = stage.parent_fd()?;
         let st = rfs::statat(parent, stage.dir_name(), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| Error::io(dir.display(), e))?;
         if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::Directory {

@@ -36,7 +36,10 @@ mod init {
 /// `fanotify_mark` flags (`FAN_MARK_*`).
 mod mark {
     pub const ADD: u32 = 0x0000_0001;
+    pub const REMOVE: u32 = 0x0000_0002;
+    pub const DONT_FOLLOW: u32 = 0x0000_0004;
     pub const MOUNT: u32 = 0x0000_0010;
+    pub const FLUSH: u32 = 0x0000_0080;
     pub const IGNORED_SURV_MODIFY: u32 = 0x0000_0040;
     pub const FILESYSTEM: u32 = 0x0000_0100;
     pub const EVICTABLE: u32 = 0x0000_0200;
@@ -558,6 +561,26 @@ impl Fanotify {
     /// Watches the inode behind `fd`.
     pub fn mark_inode_fd(&self, fd: BorrowedFd<'_>, mask: Mask) -> io::Result<()> {
         self.mark(mark::ADD, mask, fd.as_raw_fd(), None)
+    }
+
+    /// Watches the inode of `name` in the directory `dir`, never following a
+    /// symlink there (`FAN_MARK_DONT_FOLLOW`). The mark is not evictable: the
+    /// kernel keeps the inode in memory until the mark is removed or the group
+    /// closed, so the watch cannot vanish under memory pressure.
+    pub fn mark_inode_at(&self, dir: BorrowedFd<'_>, name: &CStr, mask: Mask) -> io::Result<()> {
+        self.mark(mark::ADD | mark::DONT_FOLLOW, mask, dir.as_raw_fd(), Some(name))
+    }
+
+    /// Removes this group's inode mark (the events in `mask`) from the inode
+    /// behind `fd`. Fails with ENOENT when the inode has no such mark.
+    pub fn unmark_inode(&self, fd: BorrowedFd<'_>, mask: Mask) -> io::Result<()> {
+        self.mark(mark::REMOVE, mask, fd.as_raw_fd(), None)
+    }
+
+    /// Removes every inode mark of this group (`FAN_MARK_FLUSH`); mount and
+    /// filesystem marks stay.
+    pub fn flush_inode_marks(&self) -> io::Result<()> {
+        self.mark(mark::FLUSH, Mask::empty(), libc::AT_FDCWD, None)
     }
 
     /// Stops `mask` events for the inode behind `fd` (typically an event fd

@@ -6,3 +6,4 @@
 
 pub mod fanotify;
 pub mod process;
+pub mod xattr;

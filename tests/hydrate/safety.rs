@@ -140,25 +140,47 @@ fn a_forged_user_marker_reads_its_own_zeros_never_the_secret() {
     stop_within(served, SECS(20));
 }
 
-#[test]
-fn a_marker_copied_onto_another_file_fails_with_eio_and_delivers_nothing() {
+/// What `cp -a` or `rsync -X` by root does to a stub: a new file, same size,
+/// same xattrs. Made in the stage before serving (`before`), or through `DIR`
+/// while served; read back through `DIR`. Returns the read's outcome, after
+/// checking that no archive byte went into the copy.
+fn read_copied_marker(name: &str, marks: &str, before: bool) -> Result<Vec<u8>, i32> {
     let orig = data(902, 200_000);
-    let s = Setup::new("copied", "64K", |src| fs::write(src.join("orig"), &orig).unwrap());
-    let served = serve(&s.archive, &s.dir, &[], &[]);
+    let s = Setup::new(name, "64K", |src| fs::write(src.join("orig"), &orig).unwrap());
     let marker = get_xattr(&stage_tree(&s.dir).join("orig"), "trusted.thaw").unwrap().expect("a fresh stub carries trusted.thaw");
-    // What `cp -a` or `rsync -X` by root does: a new file, same size, same xattrs.
-    let copy = s.dir.join("copy");
-    fs::File::create(&copy).unwrap().set_len(orig.len() as u64).unwrap();
-    set_xattr(&copy, "trusted.thaw", &marker).unwrap();
-    drop_caches();
-    match helper::pread(&copy, 0, orig.len(), false) {
-        Ok(b) if b == orig => panic!("a copied marker delivered the original entry's bytes"),
-        Ok(b) => panic!("reading a file with a copied marker must be refused; it read {} bytes ({})", b.len(), first_diff(&b, &orig)),
-        Err(e) => assert_eq!(e, libc::EPERM, "reading a file with a copied marker must be refused with EPERM, not errno {e}"),
+    let make_copy = |copy: &Path| {
+        fs::File::create(copy).unwrap().set_len(orig.len() as u64).unwrap();
+        set_xattr(copy, "trusted.thaw", &marker).unwrap();
+    };
+    if before {
+        make_copy(&stage_tree(&s.dir).join("copy"));
     }
+    let served = serve(&s.archive, &s.dir, &["--marks", marks], &[]);
+    if !before {
+        make_copy(&s.dir.join("copy"));
+    }
+    drop_caches();
+    let r = helper::pread(&s.dir.join("copy"), 0, orig.len(), false);
+    assert!(r.as_ref().map_or(true, |b| *b != orig), "{name}: a copied marker delivered the original entry's bytes");
     let staged = stage_tree(&s.dir).join("copy");
-    assert_eq!(fs::metadata(&staged).unwrap().blocks(), 0, "archive bytes were written into the file with the copied marker");
+    assert_eq!(fs::metadata(&staged).unwrap().blocks(), 0, "{name}: archive bytes were written into the file with the copied marker");
     stop_within(served, SECS(20));
+    r
+}
+
+#[test]
+fn a_marker_copied_onto_another_file_fails_with_eperm_and_delivers_nothing() {
+    // A copy the daemon watches (present at start, or under a mount mark) is refused.
+    for (name, marks, before) in [("copied-start", "auto", true), ("copied-mount", "mount", false)] {
+        match read_copied_marker(name, marks, before) {
+            Ok(b) => panic!("{name}: reading a file with a copied marker must be refused; it read {} bytes", b.len()),
+            Err(e) => assert_eq!(e, libc::EPERM, "{name}: a copied marker must be refused with EPERM, not errno {e}"),
+        }
+    }
+    // Made while served with inode marks on the stubs, the copy is not watched
+    // at all: an ordinary file that reads as what it holds.
+    let b = read_copied_marker("copied-served", "stubs", false).unwrap_or_else(|e| panic!("copied-served: errno {e}"));
+    assert!(b.iter().all(|&x| x == 0) && b.len() == 200_000, "an unwatched copy must read as its own zeros");
 }
 
 #[test]
@@ -448,13 +470,15 @@ fn a_panic_in_a_worker_fails_that_read_with_eio_and_the_daemon_serves_on() {
 fn a_daemon_whose_stderr_fails_still_answers_every_event() {
     let orig = data(945, 200_000);
     let s = Setup::new("devfull", "64K", |src| fs::write(src.join("orig"), &orig).unwrap());
+    // The copy is made before serving, so the daemon watches it (see read_copied_marker).
+    let marker = get_xattr(&stage_tree(&s.dir).join("orig"), "trusted.thaw").unwrap().expect("a fresh stub carries trusted.thaw");
+    let staged_copy = stage_tree(&s.dir).join("copy");
+    fs::File::create(&staged_copy).unwrap().set_len(orig.len() as u64).unwrap();
+    set_xattr(&staged_copy, "trusted.thaw", &marker).unwrap();
     let child = support::start_serve_logged(&s.archive, &s.dir, &[], &[], Path::new("/dev/full"));
     // No log to read back: /dev/full reads as endless zeros.
     let served = Served { child: Some(child), dir: s.dir.clone(), stderr_log: PathBuf::from("/nonexistent/thaw-log") };
-    let marker = get_xattr(&stage_tree(&s.dir).join("orig"), "trusted.thaw").unwrap().expect("a fresh stub carries trusted.thaw");
     let copy = s.dir.join("copy");
-    fs::File::create(&copy).unwrap().set_len(orig.len() as u64).unwrap();
-    set_xattr(&copy, "trusted.thaw", &marker).unwrap();
     drop_caches();
     // The daemon logs why it refuses the copy; writing that line fails.
     for round in 0..3 {
