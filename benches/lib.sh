@@ -156,6 +156,20 @@ record_status() {
     done
 }
 
+# record_stats WL VARIANT REP DIR: the daemon's own counters from the
+# stage's stats.json (saved when serving stopped): events, daemon time per
+# event, what carried the marks and how long marking took.
+record_stats() {
+    local wl=$1 variant=$2 rep=$3 dir=$4 st k
+    st="$(dirname "$dir")/.$(basename "$dir").thaw/stats.json"
+    [[ -s $st ]] || die "$wl: no $st"
+    cp "$st" "$LOGS/$wl-$variant-$rep.stats.json"
+    for k in events events_denied event_time_us stubs_marked mark_ms bytes_decoded bytes_written; do
+        record "$wl" "daemon_$k" "$variant" "$rep" "$(jq -r ".$k // 0" "$st")" count
+    done
+    record "$wl" daemon_us_per_event "$variant" "$rep" "$(jq -r 'if .events > 0 then .event_time_us / .events else 0 end' "$st")" us
+}
+
 # Loud check of a served tree against the archive.
 thaw_verify_dir() {
     local name=$1 dir=$2

@@ -106,3 +106,31 @@ fn a_restart_while_an_old_reader_holds_a_stub_serves_new_readers() {
     }
     again.stop();
 }
+
+/// Nice values of the threads of `pid` whose name starts with `prefix`.
+fn thread_nice(pid: u32, prefix: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let stat = fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(") ") else { continue };
+        if !head.split_once(" (").is_some_and(|(_, comm)| comm.starts_with(prefix)) {
+            continue;
+        }
+        // After "pid (comm) ": state is field 3, nice is field 19.
+        out.push(rest.split(' ').nth(16).unwrap().parse().unwrap());
+    }
+    out
+}
+
+#[test]
+fn the_daemons_threads_run_at_the_nice_value_asked() {
+    for (args, want) in [(&[][..], -5), (&["--nice", "3"][..], 3)] {
+        let s = Setup::new("marks-nice", "64K", three_files);
+        let served = s.serve(args);
+        let pid = served.child.as_ref().unwrap().id();
+        let nice = thread_nice(pid, "thaw-event");
+        assert!(!nice.is_empty(), "no thaw-event threads in /proc/{pid}/task");
+        assert!(nice.iter().all(|&n| n == want), "{args:?}: worker nice values {nice:?}, want {want}");
+        served.stop();
+    }
+}
