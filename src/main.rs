@@ -176,7 +176,8 @@ struct ServeArgs {
     #[arg(long)]
     readahead: Option<usize>,
     /// Who gets a whole stub on open (hole-aware copiers read zeros otherwise):
-    /// `copiers` (cp, tar, rsync, ... by process name), `all`, `none`, or a comma-separated list of names
+    /// `copiers` (cp, tar, rsync, ... by process name), `all`, `none`, or a comma-separated list of names.
+    /// Unless `none`, a stub of one chunk is filled whole on any open (its first read saves an event)
     #[arg(long, default_value = "copiers")]
     hydrate_on_open: String,
     /// Frame cache size (e.g. 64M)

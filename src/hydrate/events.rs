@@ -168,7 +168,11 @@ impl Events {
             Err(e) => return Some(self.answer_here(&ev, t0, Err(e), None)),
         };
         let (start, end) = if ev.mask.contains(Mask::OPEN_PERM) {
-            if !self.open_policy.hydrate_on_open(ev.pid) {
+            // A file of one chunk is filled whole at open: its first read
+            // would decode the same chunk, and this saves that read's event
+            // (and the opener's name lookup).
+            let small = st.chunks.len() <= 1 && self.open_policy != OpenPolicy::Never;
+            if !small && !self.open_policy.hydrate_on_open(ev.pid) {
                 return Some(self.answer_here(&ev, t0, Ok(()), None));
             }
             (0, u64::MAX)

@@ -134,3 +134,27 @@ fn the_daemons_threads_run_at_the_nice_value_asked() {
         served.stop();
     }
 }
+
+#[test]
+fn a_one_chunk_stub_is_filled_whole_at_open() {
+    use std::os::unix::fs::MetadataExt;
+    for (policy, filled) in [("copiers", true), ("none", false)] {
+        let s = Setup::new("marks-open", "1M", three_files);
+        let served = s.serve(&["--hydrate-on-open", policy]);
+        let before = events_after_a_save(&s);
+        // Open without reading (a, 300 kB, is one chunk of a 1 MiB frame).
+        drop(fs::File::open(s.dir.join("a")).unwrap());
+        let staged = crate::safety::stage_tree(&s.dir).join("a");
+        let blocks = fs::metadata(&staged).unwrap().blocks();
+        assert_eq!(blocks > 0, filled, "--hydrate-on-open {policy}: after an open, a has {blocks} blocks");
+        // The read that follows needs no event when the open filled the file.
+        assert!(fs::read(s.dir.join("a")).unwrap() == s.src_file("a"), "{policy}: a");
+        let events = events_after_a_save(&s) - before;
+        if filled {
+            assert_eq!(events, 1, "{policy}: open + read of a one-chunk stub must cost one event (the open)");
+        } else {
+            assert!(events >= 2, "{policy}: the read must raise its own event: {events}");
+        }
+        served.stop();
+    }
+}

@@ -85,7 +85,7 @@ fn entry_index(archive: &Path, rel: &str) -> usize {
     v.as_array().unwrap().iter().position(|e| e["path"] == rel).unwrap_or_else(|| panic!("{rel} not in `thaw ls --json`"))
 }
 
-fn stage_tree(dir: &Path) -> PathBuf {
+pub fn stage_tree(dir: &Path) -> PathBuf {
     let name = format!(".{}.thaw", dir.file_name().unwrap().to_string_lossy());
     dir.parent().unwrap().join(name).join("tree")
 }
