@@ -8,6 +8,7 @@ pub mod convert;
 pub mod index;
 pub mod members;
 pub mod pack;
+pub mod partial;
 pub mod reader;
 pub mod seek_table;
 pub mod verify;

@@ -1,0 +1,193 @@
+//! A frame decoded only as far as someone needs it (issue #10's early stop).
+//!
+//! A small file sits somewhere in a frame of up to several MiB; decoding the
+//! whole frame to serve it multiplies the work by the frame's size over the
+//! file's. [`PartialFrame`] keeps the frame's decoder between requests: it
+//! decodes up to the end of what was asked (rounded up to a zstd block, at
+//! most 128 KiB, plus one input step), and a later request for more resumes
+//! where it stopped, so no byte is ever decoded twice.
+//!
+//! Bytes of an unfinished frame have not been checked by zstd's content
+//! checksum (that comes at the frame's end): the caller serves them only
+//! through a checksum of its own (the format's per-entry and per-piece
+//! XXH3). Reaching the end checks zstd's checksum and the content size.
+
+use zstd::zstd_safe::{self, DCtx, DParameter, InBuffer, OutBuffer};
+
+/// Compressed bytes handed to the decoder per step: about 128 KiB of output
+/// at typical ratios, so a request overshoots by at most that much.
+const STEP: usize = 32 * 1024;
+
+/// Why a frame could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PartialError {
+    /// zstd refused the data (corruption, or a checksum mismatch at the end).
+    #[error("zstd: {0}")]
+    Zstd(String),
+    /// The frame ended before, or went on after, its stated content size.
+    #[error("frame decodes to {got} bytes, expected {want}")]
+    Size {
+        /// Bytes the frame produced (so far, when it ended early).
+        got: usize,
+        /// Its content size.
+        want: usize,
+    },
+}
+
+/// One zstd frame, decoded up to [`PartialFrame::decoded`]`().len()` bytes.
+pub struct PartialFrame {
+    dctx: DCtx<'static>,
+    input: Vec<u8>,
+    in_pos: usize,
+    /// Capacity = the content size, never reallocated (zstd writes into it
+    /// directly: `ZSTD_d_stableOutBuffer`); length = bytes decoded so far.
+    out: Vec<u8>,
+    size: usize,
+    done: bool,
+}
+
+impl std::fmt::Debug for PartialFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartialFrame").field("decoded", &self.out.len()).field("size", &self.size).field("done", &self.done).finish()
+    }
+}
+
+fn zstd_err(code: usize) -> PartialError {
+    PartialError::Zstd(zstd_safe::get_error_name(code).to_string())
+}
+
+impl PartialFrame {
+    /// A decoder for `compressed` (one whole zstd frame) of `size` bytes of content.
+    pub fn new(compressed: Vec<u8>, size: usize) -> Result<PartialFrame, PartialError> {
+        let mut dctx = DCtx::create();
+        dctx.set_parameter(DParameter::StableOutBuffer(true)).map_err(zstd_err)?;
+        Ok(PartialFrame { dctx, input: compressed, in_pos: 0, out: Vec::with_capacity(size), size, done: false })
+    }
+
+    /// The frame's content size.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The bytes decoded so far (a prefix of the frame's content).
+    pub fn decoded(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// True once the whole frame is decoded and zstd's checks passed.
+    pub fn is_complete(&self) -> bool {
+        self.done
+    }
+
+    /// Bytes the decoder and its buffers hold (for cache budgets).
+    pub fn footprint(&self) -> usize {
+        self.out.capacity() + self.input.capacity() + DCtx::sizeof(&self.dctx)
+    }
+
+    /// Decodes until at least `want` bytes (capped at the content size) are
+    /// out. An error leaves the frame unusable: drop it.
+    pub fn advance(&mut self, want: usize) -> Result<&[u8], PartialError> {
+        let want = want.min(self.size);
+        while self.out.len() < want || (want == self.size && !self.done) {
+            if self.done {
+                break;
+            }
+            self.step()?;
+        }
+        Ok(&self.out)
+    }
+
+    /// Decodes the rest of the frame.
+    pub fn finish(&mut self) -> Result<&[u8], PartialError> {
+        self.advance(self.size)
+    }
+
+    fn step(&mut self) -> Result<(), PartialError> {
+        let end = (self.in_pos + STEP).min(self.input.len());
+        let mut input = InBuffer::around(&self.input[..end]);
+        input.set_pos(self.in_pos);
+        let before = (self.in_pos, self.out.len());
+        let pos = self.out.len();
+        let mut output = OutBuffer::around_pos(&mut self.out, pos);
+        let hint = self.dctx.decompress_stream(&mut output, &mut input).map_err(zstd_err)?;
+        self.in_pos = input.pos();
+        let got = self.out.len();
+        if hint == 0 {
+            // The frame is over: its checksum matched; the size must too.
+            if got != self.size || self.in_pos != self.input.len() {
+                return Err(PartialError::Size { got, want: self.size });
+            }
+            self.done = true;
+        } else if (self.in_pos, got) == before && end == self.input.len() {
+            // All input consumed, no progress, frame not over: truncated (or too big).
+            return Err(PartialError::Size { got, want: self.size });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PartialError, PartialFrame};
+
+    fn content(n: usize) -> Vec<u8> {
+        // Compressible but not trivially: a counter's text.
+        let mut v = Vec::with_capacity(n + 16);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        while v.len() < n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            v.extend_from_slice(format!("{:x} ", x & 0xff_ffff).as_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+
+    fn frame(data: &[u8]) -> Vec<u8> {
+        let mut c = zstd::bulk::Compressor::new(3).unwrap();
+        c.include_checksum(true).unwrap();
+        c.include_contentsize(true).unwrap();
+        c.compress(data).unwrap()
+    }
+
+    #[test]
+    fn decodes_a_prefix_then_resumes_without_redoing_it() {
+        let data = content(4 << 20);
+        let mut f = PartialFrame::new(frame(&data), data.len()).unwrap();
+        let got = f.advance(10_000).unwrap().len();
+        assert!(got >= 10_000 && got < 1 << 20, "decoded {got} bytes for 10,000");
+        assert_eq!(f.decoded(), &data[..got]);
+        assert!(!f.is_complete());
+        let got2 = f.advance(2 << 20).unwrap().len();
+        assert!(got2 >= 2 << 20 && got2 < (2 << 20) + (1 << 20), "decoded {got2}");
+        assert_eq!(f.finish().unwrap(), &data[..]);
+        assert!(f.is_complete());
+        // Asking again is free and changes nothing.
+        assert_eq!(f.advance(5).unwrap().len(), data.len());
+    }
+
+    #[test]
+    fn a_corrupt_or_short_frame_is_an_error_by_its_end() {
+        let data = content(1 << 20);
+        let good = frame(&data);
+        let mut flipped = good.clone();
+        let n = flipped.len();
+        flipped[n - 2] ^= 0x40; // inside the content checksum
+        let mut f = PartialFrame::new(flipped, data.len()).unwrap();
+        assert!(matches!(f.finish(), Err(PartialError::Zstd(_))));
+
+        let mut f = PartialFrame::new(good[..good.len() / 2].to_vec(), data.len()).unwrap();
+        assert!(f.finish().is_err(), "a truncated frame must not pass");
+
+        let mut f = PartialFrame::new(good.clone(), data.len() + 1).unwrap();
+        assert!(f.finish().is_err(), "a frame shorter than its stated size must not pass");
+    }
+
+    #[test]
+    fn an_empty_frame_completes() {
+        let mut f = PartialFrame::new(frame(b""), 0).unwrap();
+        assert_eq!(f.finish().unwrap(), b"");
+        assert!(f.is_complete());
+    }
+}
