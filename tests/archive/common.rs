@@ -459,7 +459,7 @@ pub struct MemFile {
 /// Writes entries (files get their data from `files` by path) into an in-memory archive.
 pub fn write_entries(entries: Vec<Entry>, files: &BTreeMap<Vec<u8>, Vec<u8>>, frame_size: usize) -> Vec<u8> {
     let buf = SharedBuf::default();
-    let opts = WriterOptions { level: 3, frame_size, threads: 2 };
+    let opts = WriterOptions::v1(frame_size, 3, 2);
     let mut w = ArchiveWriter::new(buf.clone(), opts).unwrap();
     for e in entries {
         match files.get(&e.path) {
