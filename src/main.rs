@@ -66,6 +66,9 @@ struct PackOpts {
     /// Compression threads (default: all cores)
     #[arg(long)]
     threads: Option<usize>,
+    /// Format 2 index block target in raw bytes (small values make test fixtures with many blocks)
+    #[arg(long, default_value = "32K", value_parser = parse_size, hide = true)]
+    index_block_size: usize,
 }
 
 impl PackOpts {
@@ -80,9 +83,10 @@ impl PackOpts {
         if self.format == 1 {
             o = WriterOptions::v1(self.piece_size, self.level, o.threads);
         }
+        let o = WriterOptions { format: self.format, block_target: self.index_block_size, ..o };
         match self.frame_size {
-            Some(f) => WriterOptions { format: self.format, ..o }.with_frame_size(f),
-            None => WriterOptions { format: self.format, ..o },
+            Some(f) => o.with_frame_size(f),
+            None => o,
         }
     }
 }
