@@ -46,8 +46,14 @@ impl Rng {
 /// (a file is picked in proportion to its size); with `budget`, only over
 /// the largest files of at most 4 MiB that add up to `budget` bytes.
 fn targets(a: &Archive, n: usize, seed: u64, budget: Option<u64>) -> Vec<Target> {
-    let mut files: Vec<(usize, u64)> =
-        a.entries().iter().enumerate().filter(|(_, e)| e.kind == EntryKind::File && e.size >= READ).map(|(i, e)| (i, e.size)).collect();
+    let mut files: Vec<(usize, u64)> = a
+        .entries()
+        .expect("index")
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.kind == EntryKind::File && e.size >= READ)
+        .map(|(i, e)| (i, e.size))
+        .collect();
     if let Some(budget) = budget {
         // Large files first (few frames each), until the budget is spent.
         files.retain(|&(_, size)| size <= 4 << 20);
@@ -132,7 +138,7 @@ impl Native {
             .iter()
             .map(|x| {
                 let k = *by_entry.entry(x.entry).or_insert_with(|| {
-                    let p = tree.join(std::ffi::OsStr::from_bytes(&a.entries()[x.entry].path));
+                    let p = tree.join(std::ffi::OsStr::from_bytes(&a.entries().expect("index")[x.entry].path));
                     files.push(File::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())));
                     files.len() - 1
                 });
@@ -150,7 +156,7 @@ impl Native {
 }
 
 fn read_thaw(a: &Archive, t: &Target, buf: &mut [u8]) {
-    let n = a.read_at(&a.entries()[t.entry], t.offset, buf).expect("read_at");
+    let n = a.read_at(&a.entries().expect("index")[t.entry], t.offset, buf).expect("read_at");
     assert_eq!(n, buf.len());
     black_box(&buf[..]);
 }
@@ -165,7 +171,7 @@ fn bench(c: &mut Criterion) {
     let spread = targets(&archive, 512, 1, None);
     let hot = targets(&archive, 512, 2, Some(16 << 20));
     for t in spread.iter().chain(&hot).take(64) {
-        let e = &archive.entries()[t.entry];
+        let e = &archive.entries().expect("index")[t.entry];
         let p = inp.tree.join(std::ffi::OsStr::from_bytes(&e.path));
         let mut native = vec![0u8; READ as usize];
         File::open(&p).and_then(|f| f.read_exact_at(&mut native, t.offset)).expect("native read");

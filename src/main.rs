@@ -50,17 +50,44 @@ struct PackOpts {
     /// zstd compression level (1-19)
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
     level: i32,
-    /// Target uncompressed frame size (e.g. 1M, 512K, 4M)
+    /// Piece size P: files larger than P are cut into frames of P bytes, each
+    /// verified on its own (a multiple of 4K, 4K-32M)
     #[arg(long, default_value = "1M", value_parser = parse_size)]
-    frame_size: usize,
+    piece_size: usize,
+    /// Run size S: smaller entries share frames of up to S bytes (P-32M)
+    #[arg(long, default_value = "4M", value_parser = parse_size)]
+    run_size: usize,
+    /// Sets both the piece and the run size (format 1's frame size)
+    #[arg(long, value_parser = parse_size, conflicts_with_all = ["piece_size", "run_size"])]
+    frame_size: Option<usize>,
+    /// Archive format: 2, or 1 for older thaws (then only --frame-size applies)
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=2))]
+    format: u32,
     /// Compression threads (default: all cores)
     #[arg(long)]
     threads: Option<usize>,
+    /// Format 2 index block target in raw bytes (small values make test fixtures with many blocks)
+    #[arg(long, default_value = "32K", value_parser = parse_size, hide = true)]
+    index_block_size: usize,
 }
 
 impl PackOpts {
     fn writer(&self) -> WriterOptions {
-        WriterOptions { level: self.level, frame_size: self.frame_size, threads: threads(self.threads) }
+        let mut o = WriterOptions {
+            level: self.level,
+            piece_size: self.piece_size,
+            run_size: self.run_size,
+            threads: threads(self.threads),
+            ..Default::default()
+        };
+        if self.format == 1 {
+            o = WriterOptions::v1(self.piece_size, self.level, o.threads);
+        }
+        let o = WriterOptions { format: self.format, block_target: self.index_block_size, ..o };
+        match self.frame_size {
+            Some(f) => o.with_frame_size(f),
+            None => o,
+        }
     }
 }
 
@@ -279,7 +306,7 @@ fn open_shared(path: &Path) -> Result<Archive> {
     tracing::info!(
         "{}: {} entries, {} frames, index read in {:.1} ms",
         path.display(),
-        a.entries().len(),
+        a.entry_count(),
         a.seek_table().len(),
         started.elapsed().as_secs_f64() * 1e3
     );
@@ -460,11 +487,25 @@ fn ls(archive: &Path, long: bool, json: bool) -> Result<i32> {
     let out = io::stdout();
     let mut out = io::BufWriter::new(out.lock());
     if json {
-        let list: Vec<_> = a.entries().iter().map(entry_json).collect();
+        let mut list = Vec::new();
+        a.for_each_entry(&mut |_, e| {
+            list.push(entry_json(e));
+            Ok(())
+        })?;
         serde_json::to_writer_pretty(&mut out, &list)?;
         writeln!(out)?;
     } else {
-        for e in a.entries() {
+        let io_err = |e| archive::Error::io("stdout", e);
+        a.for_each_entry(&mut |_, e| ls_line(&mut out, e, long).map_err(io_err))?;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+/// One line of `thaw ls` (`-l`: mode, owner, size, mtime, path, link).
+fn ls_line(out: &mut impl Write, e: &archive::Entry, long: bool) -> io::Result<()> {
+    {
+        {
             if long {
                 let owner = if e.uname.is_empty() { e.uid.to_string() } else { String::from_utf8_lossy(&e.uname).into() };
                 let group = if e.gname.is_empty() { e.gid.to_string() } else { String::from_utf8_lossy(&e.gname).into() };
@@ -475,30 +516,35 @@ fn ls(archive: &Path, long: bool, json: bool) -> Result<i32> {
                 out.write_all(if e.kind == EntryKind::Hardlink { b" link to " } else { b" -> " })?;
                 out.write_all(&e.link)?;
             }
-            out.write_all(b"\n")?;
+            out.write_all(b"\n")
         }
     }
-    out.flush()?;
-    Ok(0)
 }
 
 /// `thaw cat`: one file to stdout, decoding only the frames it covers.
 fn cat(archive: &Path, path: &Path) -> Result<i32> {
     let a = open(archive)?;
     let p = path.as_os_str().as_bytes();
-    let e = a.lookup(p).ok_or_else(|| archive::Error::NotFound(path.display().to_string()))?;
-    let data = a.index().data_entry(e);
+    let e = a.lookup(p)?.ok_or_else(|| archive::Error::NotFound(path.display().to_string()))?;
+    let data = a.data_entry(&e)?;
     if data.kind != EntryKind::File {
         bail!("{}: is a {:?}, not a regular file", path.display(), e.kind);
     }
     let out = io::stdout();
     let mut out = out.lock();
-    let mut buf = vec![0u8; 1 << 20];
+    // Piece-sized reads, so each piece is verified once; a file of several
+    // pieces is also checked whole, as it streams out.
+    let mut buf = vec![0u8; a.piece_size().unwrap_or(1 << 20) as usize];
+    let mut whole = xxhash_rust::xxh3::Xxh3::new();
     let mut off = 0;
     while off < data.size {
-        let n = a.read_at(data, off, &mut buf).with_context(|| format!("{}: reading {}", archive.display(), path.display()))?;
+        let n = a.read_at(&data, off, &mut buf).with_context(|| format!("{}: reading {}", archive.display(), path.display()))?;
         out.write_all(&buf[..n])?;
+        whole.update(&buf[..n]);
         off += n as u64;
+    }
+    if data.data_xxh3.is_some_and(|x| x != whole.digest()) {
+        bail!("{}: {}: data checksum mismatch", archive.display(), path.display());
     }
     out.flush()?;
     Ok(0)
@@ -508,7 +554,7 @@ fn cat(archive: &Path, path: &Path) -> Result<i32> {
 fn extract(archive: &Path, dir: &Path, t: Option<usize>) -> Result<i32> {
     let a = open(archive)?;
     let pb = bar("extracting");
-    pb.set_length(a.entries().iter().map(|e| e.size).sum());
+    pb.set_length(a.entries()?.iter().map(|e| e.size).sum());
     let s = thaw::tree::extract::extract(a, dir, threads(t), &|n| pb.inc(n))
         .with_context(|| format!("cannot extract {} into {}", archive.display(), dir.display()))?;
     pb.finish_and_clear();
@@ -521,15 +567,21 @@ fn extract(archive: &Path, dir: &Path, t: Option<usize>) -> Result<i32> {
 fn info(archive: &Path, json: bool) -> Result<i32> {
     let a = open(archive)?;
     let t = a.seek_table();
-    let count = |k: EntryKind| a.entries().iter().filter(|e| e.kind == k).count();
-    let data: u64 = a.entries().iter().map(|e| e.size).sum();
+    let mut counts = std::collections::HashMap::new();
+    let mut data = 0u64;
+    a.for_each_entry(&mut |_, e| {
+        *counts.entry(e.kind.letter()).or_insert(0usize) += 1;
+        data += e.size;
+        Ok(())
+    })?;
+    let count = |k: EntryKind| counts.get(&k.letter()).copied().unwrap_or(0);
     let ratio = a.file_len() as f64 / t.stream_len().max(1) as f64;
     if json {
         let info = serde_json::json!({
             "archive": archive.display().to_string(),
             "format_version": a.version(),
             "id": a.id_hex(),
-            "entries": a.entries().len(),
+            "entries": a.entry_count(),
             "files": count(EntryKind::File),
             "dirs": count(EntryKind::Dir),
             "symlinks": count(EntryKind::Symlink),
@@ -545,11 +597,11 @@ fn info(archive: &Path, json: bool) -> Result<i32> {
         return Ok(0);
     }
     println!("archive        {}", archive.display());
-    println!("format         thaw archive v{} (seekable .tar.zst)", a.version());
+    println!("format         {} (thaw archive, seekable .tar.zst)", a.version());
     println!("id             {}", a.id_hex());
     println!(
         "entries        {} ({} files, {} dirs, {} symlinks, {} hard links)",
-        a.entries().len(),
+        a.entry_count(),
         count(EntryKind::File),
         count(EntryKind::Dir),
         count(EntryKind::Symlink),

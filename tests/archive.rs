@@ -17,6 +17,8 @@ mod concurrency;
 mod convert;
 #[path = "archive/fixture.rs"]
 mod fixture;
+#[path = "archive/format_v2.rs"]
+mod format_v2;
 #[path = "archive/interop.rs"]
 mod interop;
 #[path = "archive/long_paths.rs"]

@@ -13,6 +13,8 @@ mod served;
 
 #[path = "hydrate/content.rs"]
 mod content;
+#[path = "hydrate/formats.rs"]
+mod formats;
 #[path = "support/helper.rs"]
 mod helper;
 #[path = "hydrate/lifecycle.rs"]

@@ -134,6 +134,8 @@ impl MemberEntries {
             }
         }
         e.xattrs.sort();
+        // One value per name (format 2 requires strictly increasing names).
+        e.xattrs.dedup_by(|b, a| a.0 == b.0);
         match kind {
             EntryKind::Symlink => {
                 e.link = item.link_name_bytes().ok_or_else(|| bad("symlink without a target".into()))?.into_owned();

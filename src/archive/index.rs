@@ -11,7 +11,7 @@ pub const INDEX_FRAME_MAGIC: u32 = 0x184D_2A5B;
 pub const INDEX_MAGIC: &[u8; 8] = b"THAWIDX\0";
 /// Last 8 bytes of the index frame, so a reader can find the index from the end.
 pub const TAIL_MAGIC: &[u8; 8] = b"THAWTAIL";
-/// The format version this code writes and the only one it reads (formats/thaw-archive.md).
+/// The version number of format 1 (this module); format 2 is [`super::index_v2`].
 pub const FORMAT_VERSION: u32 = 1;
 /// Fixed header inside the index frame, after the 8-byte skippable header.
 pub const HEADER_LEN: usize = 64;
@@ -42,7 +42,7 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             EntryKind::File => 0,
             EntryKind::Dir => 1,
@@ -54,7 +54,7 @@ impl EntryKind {
         }
     }
 
-    fn from_code(c: u8) -> Option<EntryKind> {
+    pub(crate) fn from_code(c: u8) -> Option<EntryKind> {
         Some(match c {
             0 => EntryKind::File,
             1 => EntryKind::Dir,
@@ -143,6 +143,14 @@ pub struct Entry {
     /// Extended attributes as (name, value), in archive order; thaw's own
     /// marker names are never applied from here.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Stream offset of the member's first tar block (its PAX, `L`/`K`
+    /// record or header); recorded by format 2, 0 in format 1.
+    pub member_offset: u64,
+    /// XXH3-64 of the file's data (format 2 files; None in format 1).
+    pub data_xxh3: Option<u64>,
+    /// XXH3-64 of each piece `[kP, (k+1)P)` of a file larger than the piece
+    /// size `P` (format 2; empty otherwise).
+    pub piece_xxh3: Vec<u64>,
 }
 
 impl Entry {
@@ -165,6 +173,9 @@ impl Entry {
             dev_major: 0,
             dev_minor: 0,
             xattrs: Vec::new(),
+            member_offset: 0,
+            data_xxh3: None,
+            piece_xxh3: Vec::new(),
         }
     }
 
@@ -223,9 +234,29 @@ pub struct Index {
 }
 
 impl Index {
-    /// Builds an index, checking every entry (untrusted input).
+    /// Builds an index of entries in tar stream order (format 1), checking
+    /// every entry (untrusted input): a hard link names an earlier file.
     pub fn new(entries: Vec<Entry>, stream_len: u64) -> Result<Index, Error> {
+        Index::build(entries, stream_len, false)
+    }
+
+    /// Builds an index of entries sorted by path (format 2), with the same
+    /// checks, except that a hard link's target is the file whose member
+    /// comes earlier in the stream, and member offsets are distinct.
+    pub fn new_sorted(entries: Vec<Entry>, stream_len: u64) -> Result<Index, Error> {
+        Index::build(entries, stream_len, true)
+    }
+
+    fn build(entries: Vec<Entry>, stream_len: u64, sorted: bool) -> Result<Index, Error> {
         let mut by_path = HashMap::with_capacity_and_hasher(entries.len(), PathHasher::new());
+        if sorted {
+            let mut offsets = std::collections::HashSet::with_capacity(entries.len());
+            for (i, e) in entries.iter().enumerate() {
+                if by_path.insert(e.path.clone(), i).is_some() || !offsets.insert(e.member_offset) {
+                    return Err(Error::BadEntry { path: e.path_lossy(), why: "path or member offset appears twice in the archive".into() });
+                }
+            }
+        }
         for (i, e) in entries.iter().enumerate() {
             let bad = |why: String| Error::BadEntry { path: e.path_lossy(), why };
             check_path(&e.path).map_err(|w| bad(w.to_string()))?;
@@ -238,7 +269,9 @@ impl Index {
                 }
                 EntryKind::Hardlink => {
                     check_path(&e.link).map_err(|w| bad(format!("hard link target: {w}")))?;
-                    match by_path.get(&e.link).map(|&j: &usize| entries[j].kind) {
+                    let target =
+                        by_path.get(&e.link).map(|&j: &usize| &entries[j]).filter(|t| !sorted || t.member_offset < e.member_offset);
+                    match target.map(|t| t.kind) {
                         Some(EntryKind::File) => {}
                         Some(k) => return Err(bad(format!("hard link to a {k:?}, not a file"))),
                         None => {
@@ -254,7 +287,7 @@ impl Index {
             if e.kind != EntryKind::File && e.size != 0 {
                 return Err(bad("non-file entry with a data size".into()));
             }
-            if by_path.insert(e.path.clone(), i).is_some() {
+            if !sorted && by_path.insert(e.path.clone(), i).is_some() {
                 return Err(bad("path appears twice in the archive".into()));
             }
         }
@@ -339,7 +372,7 @@ pub fn normalize_path(p: &[u8]) -> Option<Vec<u8>> {
     (!out.is_empty()).then_some(out)
 }
 
-fn check_path(p: &[u8]) -> Result<(), &'static str> {
+pub(crate) fn check_path(p: &[u8]) -> Result<(), &'static str> {
     if p.is_empty() {
         return Err("empty path");
     }
@@ -488,6 +521,9 @@ pub fn decode_entries(body: &[u8], count: u64) -> Result<Vec<Entry>, Error> {
             dev_major,
             dev_minor,
             xattrs,
+            member_offset: 0,
+            data_xxh3: None,
+            piece_xxh3: Vec::new(),
         });
     }
     if d.at != body.len() {
@@ -540,7 +576,7 @@ impl IndexHeader {
         let u64_at = |a: usize| u64::from_le_bytes(h[a..a + 8].try_into().unwrap());
         let version = u32::from_le_bytes(h[8..12].try_into().unwrap());
         if version != FORMAT_VERSION {
-            return Err(Error::Unsupported(format!("archive format version {version}; this thaw reads version {FORMAT_VERSION}")));
+            return Err(unsupported_version(version));
         }
         if h[12..16] != [0; 4] {
             return Err(bad("unknown flags"));
@@ -555,6 +591,11 @@ impl IndexHeader {
             frame_count,
         })
     }
+}
+
+/// The error for an index of a format version this thaw does not read.
+pub fn unsupported_version(version: u32) -> Error {
+    Error::Unsupported(format!("archive format version {version} (this thaw reads 1 and 2); a newer thaw is needed"))
 }
 
 /// The archive id: XXH3-128 over the uncompressed index body and the seek

@@ -4,8 +4,10 @@
 //! (random access through a bounded, single-flight frame cache) archives; it
 //! knows nothing about fanotify.
 
+pub mod catalog;
 pub mod convert;
 pub mod index;
+pub mod index_v2;
 pub mod members;
 pub mod pack;
 pub mod partial;
@@ -15,7 +17,7 @@ pub mod verify;
 pub mod writer;
 
 pub use index::{Entry, EntryKind, Index};
-pub use reader::{Archive, FileSource, Source};
+pub use reader::{Archive, ChunkBytes, FileSource, Source};
 pub use seek_table::SeekTable;
 pub use writer::{ArchiveWriter, WriterOptions};
 

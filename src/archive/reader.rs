@@ -1,17 +1,21 @@
 //! Random access to a thaw archive: locate the seek table and index from the
-//! end of the file (at most two reads), then decode only the frames a read
+//! end of the file (one read, two for large tables), then decode only the frames a read
 //! needs, through a bounded cache in which each frame is decoded once even
 //! when many threads ask for it at the same moment.
 
+use super::catalog::{Catalog, V2Catalog};
 use super::index::{self, Entry, EntryKind, Index, IndexHeader};
+use super::index_v2;
 use super::seek_table::{frame_checksum, u32_at, SeekTable, FOOTER_LEN};
 use super::{Error, MAX_FRAME_SIZE};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use xxhash_rust::xxh3::xxh3_64;
 
 /// Where archive bytes come from: a local file now, HTTP/object storage later.
 pub trait Source: Send + Sync {
@@ -119,8 +123,10 @@ impl Source for FileSource {
     }
 }
 
-/// How much of the end of the archive the first read takes.
-const TAIL_READ: u64 = 256 * 1024;
+/// How much of the end of the archive the first read takes (and how much
+/// more a second read adds): seek table, index header and directory of a
+/// format 2 archive of up to ~2,000 frames and ~400 blocks fit in one.
+pub const TAIL_READ: u64 = 64 * 1024;
 /// Default frame cache budget.
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
@@ -128,11 +134,26 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 pub struct Archive {
     source: Box<dyn Source>,
     table: SeekTable,
-    index: Index,
-    header: IndexHeader,
-    cache: FrameCache,
+    catalog: Catalog,
+    id: [u8; 16],
+    version: u32,
+    cache: Cache<Vec<u8>>,
     /// Bytes of the index frame + seek table (for `info`).
     trailer_len: u64,
+}
+
+/// Verified bytes of one chunk of a file (see [`Archive::chunk`]): a range
+/// of a cached frame.
+pub struct ChunkBytes {
+    frame: Arc<Vec<u8>>,
+    range: std::ops::Range<usize>,
+}
+
+impl std::ops::Deref for ChunkBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.frame[self.range.clone()]
+    }
 }
 
 impl Archive {
@@ -141,15 +162,45 @@ impl Archive {
         Archive::from_source(Box::new(FileSource::open(path)?))
     }
 
-    /// Opens an archive from any [`Source`]: reads the trailer in at most two
-    /// reads and checks everything before any data is served.
+    /// Opens an archive from any [`Source`]: reads the end of the file (one
+    /// read of [`TAIL_READ`] bytes, a second one when the seek table and
+    /// index directory do not fit it) and checks everything read before
+    /// any data is served. Format 1's index is read and checked whole.
     pub fn from_source(source: Box<dyn Source>) -> Result<Archive, Error> {
-        let trailer = Trailer::read(&*source)?;
-        let (idx_frame, seek_frame) = trailer.bytes.split_at(trailer.index_len as usize);
-        let table = check_seek_table(seek_frame, trailer.start)?;
-        let (header, index) = read_index(idx_frame, &table)?;
-        let trailer_len = trailer.bytes.len() as u64;
-        Ok(Archive { source, table, index, header, cache: FrameCache::new(DEFAULT_CACHE_BYTES), trailer_len })
+        let mut tail = Tail::read(&*source)?;
+        let len = source.len();
+        let seek_len = SeekTable::frame_len_from_footer(&tail.bytes).map_err(|e| match e {
+            Error::NotThaw(_) => not_thaw(&*source, "no zstd seek table at the end (or the archive is truncated)"),
+            e => e,
+        })?;
+        if seek_len + index::TAIL_LEN as u64 > len {
+            return Err(Error::corrupt("seek table", format!("{seek_len} bytes claimed in a {len}-byte file")));
+        }
+        let idx_tail_off = len - seek_len - index::TAIL_LEN as u64;
+        tail.cover(&*source, idx_tail_off.saturating_sub(index_v2::HEADER_LEN as u64), TAIL_READ)?;
+        let idx_tail = tail.slice(idx_tail_off, index::TAIL_LEN as u64);
+        if &idx_tail[8..16] != index::TAIL_MAGIC {
+            return Err(not_thaw(&*source, "a seekable zstd file without a thaw index"));
+        }
+        let index_len = u64::from_le_bytes(idx_tail[0..8].try_into().unwrap());
+        let min_idx = (8 + index::HEADER_LEN + index::TAIL_LEN) as u64;
+        if index_len < min_idx || index_len > len - seek_len {
+            return Err(Error::corrupt("index", format!("index frame length {index_len} does not fit the file")));
+        }
+        let start = len - seek_len - index_len;
+        let table = check_seek_table(tail.slice(len - seek_len, seek_len), start)?;
+        let trailer_len = seek_len + index_len;
+        let v2_min = (index_v2::PROLOGUE_LEN + index_v2::HEADER_LEN + index::TAIL_LEN) as u64;
+        let hdr = (index_len >= v2_min).then(|| tail.slice(idx_tail_off - index_v2::HEADER_LEN as u64, index_v2::HEADER_LEN as u64));
+        let (catalog, id, version) = if hdr.is_some_and(index_v2::is_header) {
+            let header = index_v2::decode_header(hdr.unwrap())?;
+            open_v2(&*source, &mut tail, header, &table, start, index_len)?
+        } else {
+            tail.cover(&*source, start, 0)?;
+            let (header, index) = read_index(tail.slice(start, index_len), &table)?;
+            (Catalog::V1 { index }, header.id, header.version)
+        };
+        Ok(Archive { source, table, catalog, id, version, cache: Cache::new(DEFAULT_CACHE_BYTES), trailer_len })
     }
 
     /// Sets the frame cache budget in bytes. Takes `&self` so it works on an
@@ -163,14 +214,27 @@ impl Archive {
         self.cache.budget.load(Ordering::Relaxed)
     }
 
-    /// The validated entry index.
-    pub fn index(&self) -> &Index {
-        &self.index
+    /// Number of entries.
+    pub fn entry_count(&self) -> u64 {
+        self.catalog.len()
     }
 
-    /// All entries in tar stream order.
-    pub fn entries(&self) -> &[Entry] {
-        self.index.entries()
+    /// The whole validated index (format 2: every block is read and the
+    /// whole-index checks run on first use; lookups do not need it).
+    pub fn index(&self) -> Result<&Index, Error> {
+        self.catalog.full(&*self.source)
+    }
+
+    /// All entries in entry-number order (stream order in format 1, path
+    /// order in format 2); see [`Archive::index`].
+    pub fn entries(&self) -> Result<&[Entry], Error> {
+        Ok(self.index()?.entries())
+    }
+
+    /// Calls `f` with every entry and its number, in order, decoding one
+    /// block at a time (what `ls` uses: it never holds the whole index).
+    pub fn for_each_entry(&self, f: &mut dyn FnMut(u64, &Entry) -> Result<(), Error>) -> Result<(), Error> {
+        self.catalog.for_each(&*self.source, f)
     }
 
     /// The frame layout, for `info` and for mapping byte ranges to frames.
@@ -180,17 +244,25 @@ impl Archive {
 
     /// The archive id: equal ids mean equal entries, layout and data.
     pub fn id(&self) -> [u8; 16] {
-        self.header.id
+        self.id
     }
 
     /// The id in hex, as recorded in a stage and in markers.
     pub fn id_hex(&self) -> String {
-        index::id_hex(&self.header.id)
+        index::id_hex(&self.id)
     }
 
-    /// The format version in the index header.
+    /// The format version (1 or 2).
     pub fn version(&self) -> u32 {
-        self.header.version
+        self.version
+    }
+
+    /// Format 2's piece size `P`; None for format 1.
+    pub fn piece_size(&self) -> Option<u64> {
+        match &self.catalog {
+            Catalog::V1 { .. } => None,
+            Catalog::V2(c) => Some(u64::from(c.header.piece_size)),
+        }
     }
 
     /// The source's name (the path) for messages.
@@ -213,20 +285,51 @@ impl Archive {
         self.cache.decodes.load(Ordering::Relaxed)
     }
 
+    /// Index blocks decoded so far through the block cache (format 2).
+    pub fn blocks_decoded(&self) -> u64 {
+        self.catalog.blocks_decoded()
+    }
+
     /// Decompressed bytes produced so far by those decodes: against the bytes
     /// written into stubs, the decode amplification.
     pub fn bytes_decoded(&self) -> u64 {
         self.cache.decoded_bytes.load(Ordering::Relaxed)
     }
 
-    /// The entry for a path (see [`Index::lookup`]).
-    pub fn lookup(&self, path: &[u8]) -> Option<&Entry> {
-        self.index.lookup(path)
+    /// The entry for a path (accepts a leading `./` or `/` and trailing `/`).
+    pub fn lookup(&self, path: &[u8]) -> Result<Option<Entry>, Error> {
+        Ok(self.find(path)?.map(|(_, e)| e))
     }
 
-    /// The frames holding bytes `[offset, offset+len)` of `entry`'s data.
+    /// The entry for a path and its number.
+    pub fn find(&self, path: &[u8]) -> Result<Option<(u64, Entry)>, Error> {
+        match index::normalize_path(path) {
+            Some(p) => self.catalog.find(&*self.source, &p),
+            None => Ok(None),
+        }
+    }
+
+    /// Entry number `n` (as stub markers name it).
+    pub fn entry(&self, n: u64) -> Result<Option<Entry>, Error> {
+        self.catalog.entry(&*self.source, n)
+    }
+
+    /// The entry whose data `e` has: its target for a hard link (which must
+    /// be a file), `e` itself otherwise.
+    pub fn data_entry<'a>(&self, e: &'a Entry) -> Result<Cow<'a, Entry>, Error> {
+        if e.kind != EntryKind::Hardlink {
+            return Ok(Cow::Borrowed(e));
+        }
+        match self.lookup(&e.link)? {
+            Some(t) if t.kind == EntryKind::File => Ok(Cow::Owned(t)),
+            _ => Err(Error::BadEntry { path: e.path_lossy(), why: "hard link target is not a file in the archive".into() }),
+        }
+    }
+
+    /// The frames holding bytes `[offset, offset+len)` of `entry`'s data
+    /// (none when a hard link's target cannot be found).
     pub fn frames_for(&self, entry: &Entry, offset: u64, len: u64) -> std::ops::Range<usize> {
-        let e = self.index.data_entry(entry);
+        let Ok(e) = self.data_entry(entry) else { return 0..0 };
         let end = offset.saturating_add(len).min(e.size);
         if offset >= end {
             return 0..0;
@@ -234,10 +337,67 @@ impl Archive {
         self.table.frames_for(e.data_offset + offset, end - offset)
     }
 
+    /// File byte ranges of the chunks of `d` (a file entry): the unit that
+    /// is decoded, verified and hydrated at once. Format 2: the whole file
+    /// when it is at most `P` bytes, else its pieces `[kP, (k+1)P)`.
+    /// Format 1: the file's share of each frame it spans.
+    pub fn chunks(&self, d: &Entry) -> Vec<(u64, u64)> {
+        match self.piece_size() {
+            Some(_) if d.size == 0 => Vec::new(),
+            Some(p) if d.size <= p => vec![(0, d.size)],
+            Some(p) => (0..d.size.div_ceil(p)).map(|k| (k * p, ((k + 1) * p).min(d.size))).collect(),
+            None => {
+                let t = &self.table;
+                self.frames_for(d, 0, d.size)
+                    .map(|i| {
+                        (
+                            t.stream_offset(i).max(d.data_offset) - d.data_offset,
+                            t.stream_offset(i + 1).min(d.data_offset + d.size) - d.data_offset,
+                        )
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The chunk of `d` holding file offset `off` (`off < d.size`).
+    fn chunk_at(&self, d: &Entry, off: u64) -> usize {
+        match self.piece_size() {
+            Some(p) if d.size > p => (off / p) as usize,
+            Some(_) => 0,
+            None => self.table.frame_at(d.data_offset + off) - self.table.frame_at(d.data_offset),
+        }
+    }
+
+    /// Chunk `k` of file entry `d` (see [`Archive::chunks`]), decoded
+    /// through the frame cache and verified: in format 2 against the
+    /// entry's or the piece's XXH3, after checking that it lies in one
+    /// frame (the format's frame rule); in format 1 by its frame's checksum.
+    pub fn chunk(&self, d: &Entry, k: usize) -> Result<ChunkBytes, Error> {
+        let bad = |why: String| Error::BadEntry { path: d.path_lossy(), why };
+        let (s, e) = *self.chunks(d).get(k).ok_or_else(|| bad(format!("no chunk {k}")))?;
+        let frames = self.table.frames_for(d.data_offset + s, e - s);
+        if frames.len() != 1 {
+            return Err(bad(format!("chunk {k} spans frames {frames:?}: breaks the format's frame rule")));
+        }
+        let frame = self.frame(frames.start)?;
+        let f_start = self.table.stream_offset(frames.start);
+        let range = (d.data_offset + s - f_start) as usize..(d.data_offset + e - f_start) as usize;
+        if self.piece_size().is_some() {
+            let want = if d.piece_xxh3.is_empty() { d.data_xxh3 } else { d.piece_xxh3.get(k).copied() };
+            if want != Some(xxh3_64(&frame[range.clone()])) {
+                let what = if d.piece_xxh3.is_empty() { "data".to_string() } else { format!("piece {k}") };
+                return Err(bad(format!("{what} checksum mismatch (frame {})", frames.start)));
+            }
+        }
+        Ok(ChunkBytes { frame, range })
+    }
+
     /// Reads `entry`'s data at `offset` into `buf`; returns the bytes read
     /// (short only at the end of the file). Hard links read their target.
+    /// Format 2 verifies every chunk the read touches.
     pub fn read_at(&self, entry: &Entry, offset: u64, buf: &mut [u8]) -> Result<usize, Error> {
-        let e = self.index.data_entry(entry);
+        let e = self.data_entry(entry)?;
         if e.kind != EntryKind::File {
             return Err(Error::BadEntry { path: entry.path_lossy(), why: "not a regular file".into() });
         }
@@ -245,7 +405,21 @@ impl Archive {
             return Ok(0);
         }
         let n = (buf.len() as u64).min(e.size - offset) as usize;
-        self.read_stream(e.data_offset + offset, &mut buf[..n])?;
+        if self.piece_size().is_none() {
+            self.read_stream(e.data_offset + offset, &mut buf[..n])?;
+            return Ok(n);
+        }
+        let chunks = self.chunks(&e);
+        let mut done = 0usize;
+        while done < n {
+            let at = offset + done as u64;
+            let k = self.chunk_at(&e, at);
+            let c = self.chunk(&e, k)?;
+            let from = (at - chunks[k].0) as usize;
+            let m = (c.len() - from).min(n - done);
+            buf[done..done + m].copy_from_slice(&c[from..from + m]);
+            done += m;
+        }
         Ok(n)
     }
 
@@ -267,7 +441,7 @@ impl Archive {
 
     /// Frame `i`, decoded through the cache (single flight).
     pub fn frame(&self, i: usize) -> Result<Arc<Vec<u8>>, Error> {
-        self.cache.get(i, || self.decode_frame(i))
+        self.cache.get(i, || self.decode_frame(i).map(|v| (v, self.table.frame(i).decompressed as usize)))
     }
 
     /// Decodes frame `i` from the source, bypassing the cache, checking sizes and checksums.
@@ -302,57 +476,77 @@ impl Archive {
     }
 }
 
-/// The index frame and the seek table: the last bytes of the file (§5.1).
-struct Trailer {
-    /// Index frame then seek table.
+/// The bytes read so far from the end of the file: `[start, len)`.
+struct Tail {
     bytes: Vec<u8>,
-    index_len: u64,
-    /// Where the trailer starts: the end of the data frames.
     start: u64,
 }
 
-impl Trailer {
-    /// Reads the trailer in at most two reads (three for huge seek tables).
-    fn read(source: &dyn Source) -> Result<Trailer, Error> {
+impl Tail {
+    /// The first read: the last [`TAIL_READ`] bytes (or the whole file).
+    fn read(source: &dyn Source) -> Result<Tail, Error> {
         let len = source.len();
-        let read = |off: u64, n: u64| -> Result<Vec<u8>, Error> {
-            let mut buf = vec![0u8; n as usize];
-            source.read_exact_at(&mut buf, off)?;
-            Ok(buf)
-        };
         if len < (FOOTER_LEN + index::TAIL_LEN) as u64 {
             return Err(not_thaw(source, "file too short"));
         }
-        let tail_start = len.saturating_sub(TAIL_READ);
-        let mut tail = read(tail_start, len - tail_start)?;
-        let seek_len = SeekTable::frame_len_from_footer(&tail).map_err(|e| match e {
-            Error::NotThaw(_) => not_thaw(source, "no zstd seek table at the end (or the archive is truncated)"),
-            e => e,
-        })?;
-        if seek_len + index::TAIL_LEN as u64 > len {
-            return Err(Error::corrupt("seek table", format!("{seek_len} bytes claimed in a {len}-byte file")));
-        }
-        let idx_tail_off = len - seek_len - index::TAIL_LEN as u64;
-        let idx_tail = match idx_tail_off.checked_sub(tail_start) {
-            Some(s) => tail[s as usize..s as usize + index::TAIL_LEN].to_vec(),
-            None => read(idx_tail_off, index::TAIL_LEN as u64)?,
-        };
-        if &idx_tail[8..16] != index::TAIL_MAGIC {
-            return Err(not_thaw(source, "a seekable zstd file without a thaw index"));
-        }
-        let index_len = u64::from_le_bytes(idx_tail[0..8].try_into().unwrap());
-        let min_idx = (8 + index::HEADER_LEN + index::TAIL_LEN) as u64;
-        if index_len < min_idx || index_len > len - seek_len {
-            return Err(Error::corrupt("index", format!("index frame length {index_len} does not fit the file")));
-        }
-        let start = len - seek_len - index_len;
-        if start < tail_start {
-            tail = read(start, len - start)?;
-        } else {
-            tail.drain(..(start - tail_start) as usize);
-        }
-        Ok(Trailer { bytes: tail, index_len, start })
+        let start = len.saturating_sub(TAIL_READ);
+        let mut bytes = vec![0u8; (len - start) as usize];
+        source.read_exact_at(&mut bytes, start)?;
+        Ok(Tail { bytes, start })
     }
+
+    /// Makes sure `[from, len)` has been read: when it has not, one more
+    /// read of `[from - extra, start)`.
+    fn cover(&mut self, source: &dyn Source, from: u64, extra: u64) -> Result<(), Error> {
+        if from >= self.start {
+            return Ok(());
+        }
+        let new_start = from.saturating_sub(extra);
+        let mut more = vec![0u8; (self.start - new_start) as usize];
+        source.read_exact_at(&mut more, new_start)?;
+        more.extend_from_slice(&self.bytes);
+        self.bytes = more;
+        self.start = new_start;
+        Ok(())
+    }
+
+    /// Bytes `[off, off+n)` of the file, which must be covered.
+    fn slice(&self, off: u64, n: u64) -> &[u8] {
+        let at = (off - self.start) as usize;
+        &self.bytes[at..at + n as usize]
+    }
+}
+
+/// Opens format 2's index from the tail: checks header against the frame
+/// and seek table, reads (if needed) and checks the directory and the id.
+fn open_v2(
+    source: &dyn Source,
+    tail: &mut Tail,
+    header: index_v2::Header,
+    table: &SeekTable,
+    start: u64,
+    index_len: u64,
+) -> Result<(Catalog, [u8; 16], u32), Error> {
+    if header.index_len() != index_len {
+        return Err(Error::corrupt("index header", format!("sizes add up to {} B, the index frame is {index_len}", header.index_len())));
+    }
+    if header.stream_len != table.stream_len() {
+        return Err(Error::corrupt("index", "tar stream length differs from the seek table"));
+    }
+    let dir_at = start + header.dir_offset();
+    tail.cover(source, dir_at, 0)?;
+    let raw_dir = index_v2::inflate(tail.slice(dir_at, u64::from(header.dir_clen)), u64::from(header.dir_rlen), "index directory")?;
+    if xxh3_64(&raw_dir) != header.dir_xxh3 {
+        return Err(Error::corrupt("index directory", "checksum mismatch"));
+    }
+    if index_v2::archive_id(&header, &raw_dir, &table.entry_bytes()) != header.id {
+        return Err(Error::corrupt("index", "checksum mismatch (index or seek table damaged)"));
+    }
+    let dir = index_v2::decode_directory(&raw_dir, &header)?;
+    if start >= tail.start {
+        index_v2::check_prologue(tail.slice(start, index_v2::PROLOGUE_LEN as u64), index_len)?;
+    }
+    Ok((Catalog::V2(Box::new(V2Catalog::new(header, dir, start))), header.id, index_v2::VERSION))
 }
 
 /// Decodes the seek table and checks that its frames fill the file up to
@@ -379,6 +573,9 @@ fn read_index(idx_frame: &[u8], table: &SeekTable) -> Result<(IndexHeader, Index
     let idx_len = idx_frame.len() as u64;
     if u32_at(idx_frame, 0) != index::INDEX_FRAME_MAGIC || u64::from(u32_at(idx_frame, 4)) != idx_len - 8 {
         return Err(Error::corrupt("index", "bad skippable frame header"));
+    }
+    if idx_frame.len() >= 20 && u32_at(idx_frame, 16) == index_v2::VERSION {
+        return Err(Error::corrupt("index header", "a version 2 prologue without a valid format 2 header at the end of the index"));
     }
     let header = IndexHeader::decode(&idx_frame[8..], table.len() as u64)?;
     let body_c = &idx_frame[8 + index::HEADER_LEN..idx_frame.len() - index::TAIL_LEN];
@@ -412,42 +609,44 @@ fn not_thaw(source: &dyn Source, why: &str) -> Error {
     Error::NotThaw(format!("{}: {why}; if it is a plain .tar/.tar.zst, make a thaw archive with `thaw convert`", source.name()))
 }
 
-type Cell = Arc<OnceLock<Result<Arc<Vec<u8>>, Error>>>;
+type Cell<T> = Arc<OnceLock<Result<Arc<T>, Error>>>;
 
-struct Slot {
-    cell: Cell,
+struct Slot<T> {
+    cell: Cell<T>,
     last_use: u64,
     /// Bytes counted against the budget (0 until decoded).
     size: usize,
 }
 
-/// Bounded LRU of decoded frames; concurrent requests for one frame share a
-/// single decode (the `OnceLock` runs one initializer, the others wait).
-struct FrameCache {
+/// Bounded LRU of decoded things (frames, index blocks); concurrent requests
+/// for one key share a single decode (the `OnceLock` runs one initializer,
+/// the others wait).
+pub(crate) struct Cache<T> {
     budget: AtomicUsize,
-    inner: Mutex<CacheInner>,
-    decodes: AtomicU64,
+    inner: Mutex<CacheInner<T>>,
+    pub(crate) decodes: AtomicU64,
     decoded_bytes: AtomicU64,
 }
 
-#[derive(Default)]
-struct CacheInner {
-    slots: HashMap<usize, Slot>,
+struct CacheInner<T> {
+    slots: HashMap<usize, Slot<T>>,
     bytes: usize,
     tick: u64,
 }
 
-impl FrameCache {
-    fn new(budget: usize) -> FrameCache {
-        FrameCache {
+impl<T> Cache<T> {
+    pub(crate) fn new(budget: usize) -> Cache<T> {
+        Cache {
             budget: AtomicUsize::new(budget),
-            inner: Mutex::default(),
+            inner: Mutex::new(CacheInner { slots: HashMap::new(), bytes: 0, tick: 0 }),
             decodes: AtomicU64::new(0),
             decoded_bytes: AtomicU64::new(0),
         }
     }
 
-    fn get(&self, i: usize, decode: impl FnOnce() -> Result<Vec<u8>, Error>) -> Result<Arc<Vec<u8>>, Error> {
+    /// The value for `i`, decoded by `decode` (which also says its size in
+    /// bytes) unless cached or being decoded by another thread.
+    pub(crate) fn get(&self, i: usize, decode: impl FnOnce() -> Result<(T, usize), Error>) -> Result<Arc<T>, Error> {
         let cell = {
             let mut g = self.inner.lock().unwrap();
             g.tick += 1;
@@ -456,11 +655,13 @@ impl FrameCache {
             slot.last_use = tick;
             slot.cell.clone()
         };
+        let mut size = 0;
         let res = cell
             .get_or_init(|| {
                 self.decodes.fetch_add(1, Ordering::Relaxed);
-                let data = decode()?;
-                self.decoded_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                let (data, n) = decode()?;
+                size = n;
+                self.decoded_bytes.fetch_add(n as u64, Ordering::Relaxed);
                 Ok(Arc::new(data))
             })
             .clone();
@@ -472,9 +673,9 @@ impl FrameCache {
                 let s = g.slots.remove(&i).unwrap();
                 g.bytes -= s.size;
             }
-            Ok(data) if same && g.slots[&i].size == 0 => {
-                g.slots.get_mut(&i).unwrap().size = data.len();
-                g.bytes += data.len();
+            Ok(_) if same && size > 0 && g.slots[&i].size == 0 => {
+                g.slots.get_mut(&i).unwrap().size = size;
+                g.bytes += size;
                 while g.bytes > self.budget.load(Ordering::Relaxed) && g.slots.len() > 1 {
                     let victim = g.slots.iter().filter(|(&k, s)| k != i && s.size > 0).min_by_key(|(_, s)| s.last_use).map(|(&k, _)| k);
                     let Some(v) = victim else { break };

@@ -83,14 +83,21 @@ pub fn verify(archive: &Archive, progress: &(dyn Fn(u64) + Sync)) -> Result<Veri
         progress,
     };
     let mut report = VerifyReport { frames: archive.seek_table().len(), ..Default::default() };
-    let tar_problems = match stream_entries(&mut reader) {
-        Ok(members) => {
+    let index = archive.entries();
+    let tar_problems = match (stream_entries(&mut reader, archive.piece_size()), index) {
+        (Ok(members), Ok(index)) => {
             // What `convert` would index from this stream, against the index.
-            let (expected, _) = resolve(members);
-            report.entries_checked = expected.len().min(archive.entries().len());
-            compare(&expected, archive.entries())
+            let (mut expected, _) = resolve(members);
+            if archive.piece_size().is_some() {
+                expected.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+            }
+            report.entries_checked = expected.len().min(index.len());
+            let mut p = compare(&expected, index);
+            p.extend(frame_rule(archive, index));
+            p
         }
-        Err(e) => vec![format!("tar stream: {}", super::error_chain(&e))],
+        (Err(e), _) => vec![format!("tar stream: {}", super::error_chain(&e))],
+        (_, Err(e)) => vec![format!("index: {}", super::error_chain(&e))],
     };
     // Drain the remaining frames so every checksum is checked.
     let _ = io::copy(&mut reader, &mut io::sink());
@@ -99,8 +106,44 @@ pub fn verify(archive: &Archive, progress: &(dyn Fn(u64) + Sync)) -> Result<Veri
     Ok(report)
 }
 
-/// Every member of the tar stream as an entry, with its data offset.
-fn stream_entries(reader: &mut StreamReader<'_>) -> Result<Vec<Entry>, Error> {
+/// Format 2's frame rule: each chunk of a file (the file when it is at most
+/// one piece, else each piece) lies inside one frame.
+fn frame_rule(archive: &Archive, index: &[Entry]) -> Vec<String> {
+    if archive.piece_size().is_none() {
+        return Vec::new();
+    }
+    let mut problems = Vec::new();
+    for e in index.iter().filter(|e| e.kind == EntryKind::File) {
+        for (k, (s, end)) in archive.chunks(e).into_iter().enumerate() {
+            if archive.frames_for(e, s, end - s).len() != 1 {
+                problems.push(format!("{}: chunk {k} spans frames (breaks the frame rule)", e.path_lossy()));
+            }
+        }
+    }
+    problems
+}
+
+/// XXH3 of a member's data, and of each piece when it is larger than `piece`.
+fn hash_data(r: &mut dyn Read, size: u64, piece: u64) -> io::Result<(u64, Vec<u64>)> {
+    let mut whole = xxhash_rust::xxh3::Xxh3::new();
+    let mut pieces = Vec::new();
+    let mut buf = vec![0u8; (piece.min(size) as usize).max(1)];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        r.read_exact(&mut buf[..n])?;
+        whole.update(&buf[..n]);
+        if size > piece {
+            pieces.push(xxhash_rust::xxh3::xxh3_64(&buf[..n]));
+        }
+        left -= n as u64;
+    }
+    Ok((whole.digest(), pieces))
+}
+
+/// Every member of the tar stream as an entry, with its data offset (and
+/// with `piece`, format 2's piece size, the XXH3 of its data and pieces).
+fn stream_entries(reader: &mut StreamReader<'_>, piece: Option<u64>) -> Result<Vec<Entry>, Error> {
     let mut tar = tar::Archive::new(reader);
     let mut members = MemberEntries::default();
     let mut out = Vec::new();
@@ -108,6 +151,12 @@ fn stream_entries(reader: &mut StreamReader<'_>) -> Result<Vec<Entry>, Error> {
         let mut m = m.map_err(|e| Error::corrupt("tar stream", e.to_string()))?;
         if let Some(mut e) = members.entry(&mut m, &out)? {
             e.data_offset = m.raw_file_position();
+            if let (Some(p), EntryKind::File) = (piece, e.kind) {
+                let (x, pieces) =
+                    hash_data(&mut m, e.size, p).map_err(|err| Error::corrupt("tar stream", format!("{}: {err}", e.path_lossy())))?;
+                e.data_xxh3 = Some(x);
+                e.piece_xxh3 = pieces;
+            }
             out.push(e);
         }
     }
@@ -129,6 +178,11 @@ fn compare(expected: &[Entry], index: &[Entry]) -> Vec<String> {
                 "{shown}: tar says {} bytes at {}, index says {} at {}",
                 want.size, want.data_offset, got.size, got.data_offset
             ));
+        } else if want.kind == EntryKind::File
+            && got.data_xxh3.is_some()
+            && (want.data_xxh3, &want.piece_xxh3) != (got.data_xxh3, &got.piece_xxh3)
+        {
+            problems.push(format!("{shown}: the data's XXH3 (file or piece) differs from the index"));
         }
     }
     if let Some(e) = expected.get(index.len()) {

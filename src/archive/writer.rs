@@ -1,36 +1,88 @@
 //! Writes a thaw archive: a tar stream cut into independent zstd frames
 //! (compressed in parallel), then the index and the seek table.
 //!
-//! Frame cuts: small entries (header + data) share a frame and never straddle
-//! two; a file at least one frame long gets a cut right before its data, so
-//! its frame `k` holds file bytes `[k*F, (k+1)*F)` and a read of any range
-//! decodes only the frames overlapping it.
+//! Frame cuts (formats/thaw-archive.md §1.2), with piece size `P` and run
+//! size `S`: small entries (header + padded data ≤ `P`) share frames of up
+//! to `S` bytes and never straddle two; a larger file gets a cut right
+//! before its data and one every `P` bytes of it, so its piece `k` (file
+//! bytes `[kP, (k+1)P)`) is one frame. Format 1 is the case `P = S`.
+//! Format 2 also records the XXH3 of every file and piece, computed as the
+//! data streams through.
 
 use super::index::{self, Entry, EntryKind, IndexHeader};
+use super::index_v2;
 use super::seek_table::{frame_checksum, FrameEntry, SeekTable};
 use super::{Error, DEFAULT_FRAME_SIZE, MAX_FRAME_SIZE};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 /// How an archive is compressed; the defaults are what `thaw pack` uses.
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
     /// zstd compression level.
     pub level: i32,
-    /// Target uncompressed frame size: smaller frames make random reads
-    /// cheaper and compression worse (a multiple of 4 KiB, checked by `new`).
-    pub frame_size: usize,
+    /// Piece size `P`: files larger than one piece are cut into frames of
+    /// exactly `P` bytes (a multiple of 4 KiB, 4 KiB–32 MiB).
+    pub piece_size: usize,
+    /// Run size `S`: small entries share frames up to this size (`P ≤ S ≤ 32 MiB`).
+    pub run_size: usize,
     /// Threads compressing frames in parallel.
     pub threads: usize,
+    /// Format version written: 2, or 1 for archives older thaws read (then `P = S`).
+    pub format: u32,
+    /// Format 2: raw size at which an index block is cut.
+    pub block_target: usize,
 }
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        WriterOptions { level: 3, frame_size: DEFAULT_FRAME_SIZE, threads: std::thread::available_parallelism().map_or(1, |n| n.get()) }
+        WriterOptions {
+            level: 3,
+            piece_size: DEFAULT_FRAME_SIZE,
+            run_size: DEFAULT_RUN_SIZE,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            format: index_v2::VERSION,
+            block_target: index_v2::BLOCK_TARGET,
+        }
     }
 }
+
+impl WriterOptions {
+    /// Format 1 with frames of `frame_size` bytes (what thaw wrote before format 2).
+    pub fn v1(frame_size: usize, level: i32, threads: usize) -> WriterOptions {
+        WriterOptions { level, piece_size: frame_size, run_size: frame_size, threads, format: index::FORMAT_VERSION, ..Default::default() }
+    }
+
+    /// Sets `P = S = frame_size` (the `--frame-size` option).
+    pub fn with_frame_size(self, frame_size: usize) -> WriterOptions {
+        WriterOptions { piece_size: frame_size, run_size: frame_size, ..self }
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        let (p, s) = (self.piece_size, self.run_size);
+        let max = MAX_FRAME_SIZE as usize / 2;
+        let what = if p == s { "frame size" } else { "piece size" };
+        if p < 4096 || p > max || p % 4096 != 0 {
+            return Err(Error::Unsupported(format!("{what} {p} (must be a multiple of 4 KiB between 4 KiB and {} MiB)", max >> 20)));
+        }
+        if s < p || s > max || (self.format == index::FORMAT_VERSION && s != p) {
+            return Err(Error::Unsupported(format!(
+                "run size {s} (must be between the piece size {p} and {} MiB; format 1: equal)",
+                max >> 20
+            )));
+        }
+        if self.format != index::FORMAT_VERSION && self.format != index_v2::VERSION {
+            return Err(index::unsupported_version(self.format));
+        }
+        Ok(())
+    }
+}
+
+/// Default run size `S` of format 2 (formats/v2-design.md §4.1).
+pub const DEFAULT_RUN_SIZE: usize = 4 << 20;
 
 type FrameResult = (u64, io::Result<(Vec<u8>, FrameEntry)>);
 /// What the writer thread hands back: the output and every frame's seek table entry.
@@ -204,16 +256,10 @@ impl ArchiveWriter {
     /// Starts an archive written to `out` by a background compression
     /// pipeline; refuses a frame size the reader would not accept.
     pub fn new<W: Write + Send + 'static>(out: W, opts: WriterOptions) -> Result<ArchiveWriter, Error> {
-        if opts.frame_size < 4096 || opts.frame_size > MAX_FRAME_SIZE as usize / 2 || opts.frame_size % 4096 != 0 {
-            return Err(Error::Unsupported(format!(
-                "frame size {} (must be a multiple of 4 KiB between 4 KiB and {} MiB)",
-                opts.frame_size,
-                MAX_FRAME_SIZE >> 21
-            )));
-        }
+        opts.check()?;
         let pipeline = Pipeline::new(Box::new(out), &opts).map_err(|e| Error::io("compressor", e))?;
         Ok(ArchiveWriter {
-            cur: Vec::with_capacity(opts.frame_size + 64 * 1024),
+            cur: Vec::with_capacity(opts.run_size + 64 * 1024),
             opts,
             pipeline: Some(pipeline),
             pos: 0,
@@ -246,7 +292,7 @@ impl ArchiveWriter {
         if self.cur.is_empty() {
             return;
         }
-        let chunk = std::mem::replace(&mut self.cur, Vec::with_capacity(self.opts.frame_size + 64 * 1024));
+        let chunk = std::mem::replace(&mut self.cur, Vec::with_capacity(self.opts.run_size + 64 * 1024));
         self.pipeline.as_mut().expect("writer finished").submit(chunk);
     }
 
@@ -257,39 +303,53 @@ impl ArchiveWriter {
         let header = self.header_bytes(&entry).map_err(|e| Error::BadEntry { path: path.clone(), why: e.to_string() })?;
         let size = if entry.kind == EntryKind::File { entry.size } else { 0 };
         let padded = size.div_ceil(512) * 512;
-        let f = self.opts.frame_size as u64;
-        if header.len() as u64 + padded > f {
-            // Does not fit one frame with its header: its data starts a frame,
-            // so every cut inside it falls on a multiple of the frame size.
+        let (p, s) = (self.opts.piece_size as u64, self.opts.run_size as u64);
+        entry.member_offset = self.pos;
+        let large = header.len() as u64 + padded > p;
+        if large {
+            // Does not fit one piece with its header: its data starts a frame,
+            // so every cut inside it falls on a multiple of the piece size.
             self.push(&header);
             self.cut();
-        } else if self.cur.len() as u64 + header.len() as u64 + padded > f {
+        } else if self.cur.len() as u64 + header.len() as u64 + padded > s {
             self.cut();
             self.push(&header);
         } else {
             self.push(&header);
         }
         entry.data_offset = self.pos;
+        if entry.kind == EntryKind::File && self.opts.format == index_v2::VERSION {
+            entry.data_xxh3 = Some(xxh3_64(&[]));
+        }
         if size > 0 {
             let data = data.ok_or_else(|| Error::BadEntry { path: path.clone(), why: "no data".into() })?;
-            self.copy_data(data, size, &path)?;
+            let (whole, pieces) = self.copy_data(data, size, &path, large)?;
+            if self.opts.format == index_v2::VERSION {
+                entry.data_xxh3 = Some(whole);
+                entry.piece_xxh3 = if size > p { pieces } else { Vec::new() };
+            }
             let pad = (padded - size) as usize;
             self.push(&[0u8; 512][..pad]);
         }
-        if self.cur.len() >= self.opts.frame_size {
+        if self.cur.len() as u64 >= s {
             self.cut();
         }
         self.entries.push(entry);
         Ok(())
     }
 
-    fn copy_data(&mut self, data: &mut dyn Read, size: u64, path: &str) -> Result<(), Error> {
-        let f = self.opts.frame_size;
+    /// Streams a file's data into the frames (cut every piece for a large
+    /// one); returns the XXH3 of the data and of each piece.
+    fn copy_data(&mut self, data: &mut dyn Read, size: u64, path: &str, large: bool) -> Result<(u64, Vec<u64>), Error> {
+        let p = self.opts.piece_size;
         let mut left = size;
         let mut buf = std::mem::take(&mut self.copy_buf);
+        let (mut whole, mut piece) = (Xxh3::new(), Xxh3::new());
+        let mut pieces = Vec::new();
         while left > 0 {
-            // Never let a read cross a frame boundary, so large files stay aligned.
-            let room = f - self.cur.len() % f;
+            // Never let a read cross a piece boundary, so large files stay aligned.
+            let done = (size - left) as usize;
+            let room = p - done % p;
             let want = (buf.len() as u64).min(left).min(room as u64) as usize;
             let n = match data.read(&mut buf[..want]) {
                 Ok(0) => {
@@ -300,13 +360,19 @@ impl ArchiveWriter {
                 Err(e) => return Err(Error::io(path, e)),
             };
             self.push(&buf[..n]);
+            whole.update(&buf[..n]);
+            piece.update(&buf[..n]);
             left -= n as u64;
-            if self.cur.len() >= f {
-                self.cut();
+            if (size - left) as usize % p == 0 || left == 0 {
+                pieces.push(piece.digest());
+                piece.reset();
+                if large && left > 0 {
+                    self.cut();
+                }
             }
         }
         self.copy_buf = buf;
-        Ok(())
+        Ok((whole.digest(), pieces))
     }
 
     /// Tar header block(s) for an entry: an optional PAX record (mtime with
@@ -378,6 +444,9 @@ impl ArchiveWriter {
         let stream_len = self.pos;
         let (mut out, frames) = self.pipeline.take().unwrap().finish().map_err(|e| Error::io("archive output", e))?;
         let table = SeekTable::new(frames);
+        if self.opts.format == index_v2::VERSION {
+            return self.finish_v2(out, &table, stream_len);
+        }
         let body = index::encode_entries(&self.entries);
         let id = index::archive_id(&body, &table.entry_bytes());
         let mut c = zstd::bulk::Compressor::new(9).map_err(|e| Error::io("index", e))?;
@@ -401,6 +470,29 @@ impl ArchiveWriter {
         frame.extend_from_slice(&compressed);
         frame.extend_from_slice(&(frame_len as u64).to_le_bytes());
         frame.extend_from_slice(index::TAIL_MAGIC);
+        let w = |e| Error::io("archive output", e);
+        out.write_all(&frame).map_err(w)?;
+        out.write_all(&table.encode()).map_err(w)?;
+        out.flush().map_err(w)?;
+        Ok((out, id))
+    }
+}
+
+impl ArchiveWriter {
+    /// Format 2's index: entries sorted by path, in blocks, then the seek table.
+    fn finish_v2(
+        mut self,
+        mut out: Box<dyn Write + Send>,
+        table: &SeekTable,
+        stream_len: u64,
+    ) -> Result<(Box<dyn Write + Send>, [u8; 16]), Error> {
+        self.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        if let Some(w) = self.entries.windows(2).find(|w| w[0].path == w[1].path) {
+            return Err(Error::BadEntry { path: w[0].path_lossy(), why: "path appears twice in the archive".into() });
+        }
+        let layout =
+            index_v2::IndexLayout { piece_size: self.opts.piece_size as u32, block_target: self.opts.block_target.max(1), level: 9 };
+        let (frame, id) = index_v2::encode_index(&self.entries, stream_len, &table.entry_bytes(), &layout)?;
         let w = |e| Error::io("archive output", e);
         out.write_all(&frame).map_err(w)?;
         out.write_all(&table.encode()).map_err(w)?;
@@ -461,34 +553,41 @@ mod tests {
     use super::*;
     use crate::archive::Archive;
 
-    /// Files just under, at and over one frame (with their header) must have
-    /// every frame boundary inside them on a multiple of the frame size.
+    /// Files just under, at and over one piece (with their header) must have
+    /// every frame boundary inside them on a multiple of the piece size, in
+    /// both formats; format 2 keeps each chunk in one frame (the frame rule).
     #[test]
     fn frame_cuts_inside_a_file_are_aligned() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.tar.zst");
         let f = 64 * 1024;
-        let opts = WriterOptions { level: 1, frame_size: f, threads: 2 };
-        let mut w = ArchiveWriter::new(std::fs::File::create(&path).unwrap(), opts).unwrap();
-        let sizes = [100, f - 1024, f - 600, f - 512, f - 1, f, f + 1, 3 * f - 700, 3 * f + 5, 10];
-        for (i, &n) in sizes.iter().enumerate() {
-            let mut e = Entry::new(format!("f{i}").into_bytes(), EntryKind::File);
-            e.size = n as u64;
-            let data = vec![i as u8; n];
-            w.append(e, Some(&mut &data[..])).unwrap();
-        }
-        w.finish().unwrap();
-        let a = Archive::open(&path).unwrap();
-        let t = a.seek_table();
-        for e in a.entries() {
-            let frames = a.frames_for(e, 0, e.size);
-            for i in frames.start + 1..frames.end {
-                let at = t.stream_offset(i) - e.data_offset;
-                assert_eq!(at % f as u64, 0, "{}: frame {i} starts {at} bytes into the file", e.path_lossy());
+        let v2 = WriterOptions { level: 1, piece_size: f, run_size: 3 * f, threads: 2, ..Default::default() };
+        for opts in [WriterOptions::v1(f, 1, 2), v2] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("a.tar.zst");
+            let mut w = ArchiveWriter::new(std::fs::File::create(&path).unwrap(), opts).unwrap();
+            let sizes = [100, f - 1024, f - 600, f - 512, f - 1, f, f + 1, 3 * f - 700, 3 * f + 5, 10, 5000, 7000, 9000];
+            for (i, &n) in sizes.iter().enumerate() {
+                let mut e = Entry::new(format!("f{i:02}").into_bytes(), EntryKind::File);
+                e.size = n as u64;
+                let data = vec![i as u8; n];
+                w.append(e, Some(&mut &data[..])).unwrap();
             }
-            let mut buf = vec![0u8; e.size as usize];
-            a.read_at(e, 0, &mut buf).unwrap();
-            assert!(buf.iter().all(|&b| b == buf[0]));
+            w.finish().unwrap();
+            let a = Archive::open(&path).unwrap();
+            let t = a.seek_table();
+            for e in a.entries().unwrap() {
+                let frames = a.frames_for(e, 0, e.size);
+                for i in frames.start + 1..frames.end {
+                    let at = t.stream_offset(i) - e.data_offset;
+                    assert_eq!(at % f as u64, 0, "{}: frame {i} starts {at} bytes into the file", e.path_lossy());
+                }
+                for (k, (s, end)) in a.chunks(e).into_iter().enumerate() {
+                    assert_eq!(a.frames_for(e, s, end - s).len(), 1, "{} chunk {k}", e.path_lossy());
+                    assert_eq!(a.chunk(e, k).unwrap().len() as u64, end - s);
+                }
+                let mut buf = vec![0u8; e.size as usize];
+                a.read_at(e, 0, &mut buf).unwrap();
+                assert!(buf.iter().all(|&b| b == buf[0]));
+            }
         }
     }
 

@@ -299,6 +299,9 @@ pub fn serve(
     let started = Instant::now();
     let stage = Stage::open(dir)?;
     stage.check_archive(&archive)?;
+    // The whole index now (format 1 has it already): stub lookups run on the
+    // event thread, which must never wait for the archive.
+    archive.index()?;
     let _lock = stage.lock()?;
     let shown = dir.display().to_string();
     if stage.is_served() {

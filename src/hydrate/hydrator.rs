@@ -19,8 +19,10 @@ pub use super::chunks::data_extents;
 pub struct FileState {
     /// (device, inode) of the stub.
     pub key: (u64, u64),
-    /// Index of its archive entry.
+    /// Number of its archive entry.
     pub entry: usize,
+    /// The file entry holding its data (the target of a hard link).
+    data: Entry,
     /// Its chunks and who writes them.
     pub chunks: ChunkMap,
     meta: Mutex<Meta>,
@@ -129,18 +131,9 @@ impl Hydrator {
         &self.archive
     }
 
-    /// File byte ranges of `entry`'s chunks.
-    pub fn chunks_of(&self, entry: &Entry) -> Vec<(u64, u64)> {
-        let a = &self.archive;
-        let d = a.index().data_entry(entry);
-        let t = a.seek_table();
-        a.frames_for(d, 0, d.size)
-            .map(|i| {
-                let s = t.stream_offset(i).max(d.data_offset) - d.data_offset;
-                let e = t.stream_offset(i + 1).min(d.data_offset + d.size) - d.data_offset;
-                (s, e)
-            })
-            .collect()
+    /// File byte ranges of the chunks of `d`, a file entry (see [`Archive::chunks`]).
+    pub fn chunks_of(&self, d: &Entry) -> Vec<(u64, u64)> {
+        self.archive.chunks(d)
     }
 
     /// Identifies the stub behind `fd`, loading its state on first sight.
@@ -156,14 +149,15 @@ impl Hydrator {
         let Some(marker) = marker::read(fd).map_err(|e| Error::stub(fd_path(fd), e.to_string()))? else {
             return Ok(Lookup::NotStub);
         };
-        let entry = self.check_stub(fd, &st, &marker)?;
+        let (entry, data) = self.check_stub(fd, &st, &marker)?;
         let limit = marker.limit.unwrap_or(u64::MAX);
         let chunks =
-            ChunkMap::from_file(fd, self.chunks_of(entry), (st.st_size as u64).min(limit)).map_err(|e| Error::io(fd_path(fd), e))?;
+            ChunkMap::from_file(fd, self.chunks_of(&data), (st.st_size as u64).min(limit)).map_err(|e| Error::io(fd_path(fd), e))?;
         let entry_mtime = Timespec { tv_sec: entry.mtime, tv_nsec: i64::from(entry.mtime_nsec) as _ };
         let state = Arc::new(FileState {
             key,
             entry: marker.entry,
+            data,
             chunks,
             meta: Mutex::new(Meta { last: None, writers: 0, saved_mtime: None, finished: false, limit, marker, entry_mtime }),
             file: OnceLock::new(),
@@ -176,7 +170,8 @@ impl Hydrator {
     /// filling it cannot show its bytes to anyone the entry would not: the
     /// marker names this inode and a file entry, and the owner is the entry's
     /// and the mode lets nobody read who could not read the entry.
-    fn check_stub(&self, fd: BorrowedFd<'_>, st: &rfs::Stat, m: &Marker) -> Result<&Entry, Error> {
+    /// Returns the entry and the file entry holding its data.
+    fn check_stub(&self, fd: BorrowedFd<'_>, st: &rfs::Stat, m: &Marker) -> Result<(Entry, Entry), Error> {
         let refuse = |why: String| Err(Error::Refused { path: fd_path(fd), why });
         if m.id != self.id_hex {
             return Err(Error::stub(fd_path(fd), format!("stub of archive {}, but serving {}", m.id, self.id_hex)));
@@ -184,10 +179,12 @@ impl Hydrator {
         if m.ino != st.st_ino {
             return refuse(format!("marker made for inode {} is on inode {}: copied, not a stub thaw made", m.ino, st.st_ino));
         }
-        let Some(entry) = self.archive.index().get(m.entry).filter(|e| matches!(e.kind, EntryKind::File | EntryKind::Hardlink)) else {
+        let archive_err = |e: crate::archive::Error| Error::stub(fd_path(fd), format!("archive {}: {e}", self.archive.source_name()));
+        let entry = self.archive.entry(m.entry as u64).map_err(archive_err)?;
+        let Some(entry) = entry.filter(|e| matches!(e.kind, EntryKind::File | EntryKind::Hardlink)) else {
             return Err(Error::stub(fd_path(fd), format!("marker names entry {}, which is not a file", m.entry)));
         };
-        let d = self.archive.index().data_entry(entry);
+        let d = self.archive.data_entry(&entry).map_err(archive_err)?.into_owned();
         if rustix::process::geteuid().is_root() && (st.st_uid != d.uid || st.st_gid != d.gid) {
             return refuse(format!("owner {}:{} is not the entry's {}:{}", st.st_uid, st.st_gid, d.uid, d.gid));
         }
@@ -199,7 +196,7 @@ impl Hydrator {
                 d.mode & 0o7777
             ));
         }
-        Ok(entry)
+        Ok((entry, d))
     }
 
     /// The fast path: `Some` when `[start, end)` is already in place and the
@@ -326,26 +323,16 @@ impl Hydrator {
 
     fn write_chunk(&self, st: &FileState, fd: BorrowedFd<'_>, k: usize, cur_size: u64) -> Result<(), Error> {
         let a = &self.archive;
-        let entry = a.index().get(st.entry).expect("checked at lookup");
-        let d = a.index().data_entry(entry);
         let (cs, ce) = st.chunks.range(k);
         let ce = ce.min(cur_size);
         if cs >= ce {
             return Ok(()); // truncated away by the user
         }
-        let t = a.seek_table();
-        let mut written = 0u64;
-        for i in a.frames_for(d, cs, ce - cs) {
-            let frame = a.frame(i).map_err(|e| Error::stub(fd_path(fd), format!("archive {}: {e}", a.source_name())))?;
-            let f_start = t.stream_offset(i);
-            let s = (d.data_offset + cs).max(f_start);
-            let e = (d.data_offset + ce).min(f_start + frame.len() as u64);
-            let buf = &frame[(s - f_start) as usize..(e - f_start) as usize];
-            pwrite_all(fd, buf, s - d.data_offset)?;
-            written += buf.len() as u64;
-        }
+        let bytes = a.chunk(&st.data, k).map_err(|e| Error::stub(fd_path(fd), format!("archive {}: {e}", a.source_name())))?;
+        let buf = &bytes[..(ce - cs) as usize];
+        pwrite_all(fd, buf, cs)?;
         self.stats.chunks_written.fetch_add(1, Ordering::Relaxed);
-        self.stats.bytes_written.fetch_add(written, Ordering::Relaxed);
+        self.stats.bytes_written.fetch_add(buf.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 

@@ -59,7 +59,8 @@ pub struct Status {
 
 /// True if `f` is a complete file that came from the archive (not one a user added).
 fn from_archive(archive: Option<&Archive>, f: &TreeFile) -> bool {
-    f.marker.is_some() || archive.is_none_or(|a| a.lookup(&f.rel).is_some_and(|e| matches!(e.kind, EntryKind::File | EntryKind::Hardlink)))
+    f.marker.is_some()
+        || archive.is_none_or(|a| a.lookup(&f.rel).ok().flatten().is_some_and(|e| matches!(e.kind, EntryKind::File | EntryKind::Hardlink)))
 }
 
 /// True if a user wrote to (or touched) a file of the archive: its marker
@@ -72,8 +73,8 @@ fn user_modified(archive: Option<&Archive>, f: &TreeFile) -> bool {
     }
     let Some(a) = archive else { return false };
     let entry = match &f.marker {
-        Some(m) => a.index().get(m.entry),
-        None => a.lookup(&f.rel),
+        Some(m) => a.entry(m.entry as u64).ok().flatten(),
+        None => a.lookup(&f.rel).ok().flatten(),
     };
     entry.is_some_and(|e| (e.mtime, e.mtime_nsec) != f.mtime)
 }
@@ -259,7 +260,7 @@ fn check_file(archive: &Archive, tree: std::os::fd::BorrowedFd<'_>, f: &TreeFile
             if *id != archive.id_hex() {
                 return Ok(Checked::Problem(0, format!("{shown}: stub of another archive ({id})")));
             }
-            let Some(e) = archive.index().get(i) else {
+            let Some(e) = archive.entry(i as u64)? else {
                 return Ok(Checked::Problem(0, format!("{shown}: marker names entry {i}, which does not exist")));
             };
             let ext = data_extents(file.as_fd(), f.size).map_err(|e| Error::io(&shown, e))?;
@@ -268,12 +269,12 @@ fn check_file(archive: &Archive, tree: std::os::fd::BorrowedFd<'_>, f: &TreeFile
             }
             (e, ext)
         }
-        None => match archive.lookup(&f.rel) {
+        None => match archive.lookup(&f.rel)? {
             Some(e) if matches!(e.kind, EntryKind::File | EntryKind::Hardlink) => (e, vec![(0, f.size)]),
             _ => return Ok(Checked::Problem(0, format!("{shown}: not in the archive"))),
         },
     };
-    let d = archive.index().data_entry(entry);
+    let d = archive.data_entry(&entry)?;
     if f.size != d.size {
         return Ok(Checked::Problem(0, format!("{shown}: size {} but the archive says {}", f.size, d.size)));
     }
@@ -284,7 +285,7 @@ fn check_file(archive: &Archive, tree: std::os::fd::BorrowedFd<'_>, f: &TreeFile
         let mut off = s;
         while off < e {
             let n = ((e - off) as usize).min(a.len());
-            archive.read_at(d, off, &mut a[..n])?;
+            archive.read_at(&d, off, &mut a[..n])?;
             std::os::unix::fs::FileExt::read_exact_at(&file, &mut b[..n], off).map_err(|err| Error::io(&shown, err))?;
             if a[..n] != b[..n] {
                 let at = a[..n].iter().zip(&b[..n]).position(|(x, y)| x != y).unwrap_or(0) as u64 + off;

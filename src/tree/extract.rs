@@ -32,7 +32,7 @@ pub fn extract(archive: &Archive, dir: &Path, threads: usize, progress: &(dyn Fn
         .num_threads(threads.max(1))
         .build()
         .map_err(|e| Error::at(b"thread pool", std::io::Error::other(e)))?;
-    let entries = archive.entries();
+    let entries = archive.entries()?;
     let mut summary = ExtractSummary { entries: entries.len(), ..Default::default() };
 
     for e in entries.iter().filter(|e| e.kind == EntryKind::Dir) {

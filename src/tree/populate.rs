@@ -28,10 +28,22 @@ pub struct PopulateSummary {
 
 /// Checks that every multi-frame file has its interior frame boundaries on
 /// 4 KiB file offsets: hydration state is read back from the stub's
-/// allocated blocks, which only works at block granularity.
+/// allocated blocks, which only works at block granularity. (Format 2's
+/// chunks are pieces of a multiple of 4 KiB; there it checks the frame rule.)
 pub fn check_aligned(archive: &Archive) -> Result<(), Error> {
     let t = archive.seek_table();
-    for e in archive.entries().iter().filter(|e| e.kind == EntryKind::File && e.size > 0) {
+    for e in archive.entries()?.iter().filter(|e| e.kind == EntryKind::File && e.size > 0) {
+        if archive.piece_size().is_some() {
+            for (k, (s, end)) in archive.chunks(e).into_iter().enumerate() {
+                if archive.frames_for(e, s, end - s).len() != 1 {
+                    return Err(Error::Refused {
+                        path: e.path_lossy(),
+                        why: format!("chunk {k} spans frames: breaks the format's frame rule"),
+                    });
+                }
+            }
+            continue;
+        }
         let frames = archive.frames_for(e, 0, e.size);
         for i in frames.start + 1..frames.end {
             if (t.stream_offset(i) - e.data_offset) % 4096 != 0 {
@@ -68,7 +80,7 @@ pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usi
         });
     }
     let target = TargetDir::create_in(stage.stage_fd()?, std::ffi::OsStr::new(TREE), &stage.tree())?;
-    let entries = archive.entries();
+    let entries = archive.entries()?;
     let id = archive.id_hex();
     let mut summary = PopulateSummary { entries: entries.len(), ..Default::default() };
     for e in entries.iter().filter(|e| e.kind == EntryKind::Dir) {
@@ -189,12 +201,12 @@ fn check_legacy(archive: &Archive, id: &str, f: &TreeFile, v: &[u8]) -> Result<M
     if mid != id {
         return Err(format!("names archive {mid}, not {id}"));
     }
-    let index = archive.index();
+    let index = archive.index().map_err(|e| e.to_string())?;
     let Some(e) = index.get(entry).filter(|e| matches!(e.kind, EntryKind::File | EntryKind::Hardlink)) else {
         return Err(format!("names entry {entry}, which is not a file"));
     };
     let d = index.data_entry(e);
-    if !archive.lookup(&f.rel).is_some_and(|here| std::ptr::eq(index.data_entry(here), d)) {
+    if !index.lookup(&f.rel).is_some_and(|here| std::ptr::eq(index.data_entry(here), d)) {
         return Err(format!("names entry {entry} ({}), not this path", e.path_lossy()));
     }
     if (f.uid, f.gid) != (d.uid, d.gid) {

@@ -456,10 +456,15 @@ pub struct MemFile {
     pub data: Vec<u8>,
 }
 
-/// Writes entries (files get their data from `files` by path) into an in-memory archive.
+/// Writes entries (files get their data from `files` by path) into an
+/// in-memory format 1 archive.
 pub fn write_entries(entries: Vec<Entry>, files: &BTreeMap<Vec<u8>, Vec<u8>>, frame_size: usize) -> Vec<u8> {
+    write_entries_with(entries, files, WriterOptions::v1(frame_size, 3, 2))
+}
+
+/// [`write_entries`] with any writer options (format 2 by default).
+pub fn write_entries_with(entries: Vec<Entry>, files: &BTreeMap<Vec<u8>, Vec<u8>>, opts: WriterOptions) -> Vec<u8> {
     let buf = SharedBuf::default();
-    let opts = WriterOptions { level: 3, frame_size, threads: 2 };
     let mut w = ArchiveWriter::new(buf.clone(), opts).unwrap();
     for e in entries {
         match files.get(&e.path) {

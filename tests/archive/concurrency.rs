@@ -26,7 +26,7 @@ fn sixteen_threads_read_random_ranges_correctly_with_a_small_cache() {
     assert!(a.seek_table().len() > 100, "{} frames", a.seek_table().len());
     // Room for 6 frames: constant eviction while threads share frames.
     a.set_cache_budget(6 * F);
-    let entries: Vec<&Entry> = files.iter().map(|f| a.lookup(&f.path).unwrap()).collect();
+    let entries: Vec<Entry> = files.iter().map(|f| a.lookup(&f.path).unwrap().unwrap()).collect();
     std::thread::scope(|s| {
         for t in 0..16u64 {
             let (a, files, entries) = (&a, &files, &entries);
@@ -38,7 +38,7 @@ fn sixteen_threads_read_random_ranges_correctly_with_a_small_cache() {
                     let want = &files[i].data;
                     let off = r.below(want.len() as u64 + 10);
                     let len = r.below(buf.len() as u64) as usize;
-                    let n = a.read_at(entries[i], off, &mut buf[..len]).unwrap();
+                    let n = a.read_at(&entries[i], off, &mut buf[..len]).unwrap();
                     let lo = (off as usize).min(want.len());
                     let hi = (lo + len).min(want.len());
                     assert_eq!(n, hi - lo);
@@ -73,7 +73,7 @@ fn a_frame_wanted_by_many_threads_at_once_is_decoded_once() {
     let (bytes, files) = archive_and_files();
     let a = Archive::from_source(Box::new(Slow(MemSource(Arc::new(bytes))))).unwrap();
     let big = files.iter().find(|f| f.data.len() > 100_000).unwrap();
-    let e = a.lookup(&big.path).unwrap();
+    let e = &a.lookup(&big.path).unwrap().unwrap();
     const N: usize = 16;
     for round in 0..8u64 {
         // A range inside one frame of the big file, different each round.
