@@ -15,6 +15,8 @@ mod bad_input;
 mod concurrency;
 #[path = "archive/convert.rs"]
 mod convert;
+#[path = "archive/early_stop.rs"]
+mod early_stop;
 #[path = "archive/fixture.rs"]
 mod fixture;
 #[path = "archive/format_v2.rs"]

@@ -24,6 +24,9 @@ pub enum PartialError {
     /// zstd refused the data (corruption, or a checksum mismatch at the end).
     #[error("zstd: {0}")]
     Zstd(String),
+    /// The bytes were taken ([`PartialFrame::take_decoded`]): use them from where they went.
+    #[error("frame already handed over whole")]
+    Spent,
     /// The frame ended before, or went on after, its stated content size.
     #[error("frame decodes to {got} bytes, expected {want}")]
     Size {
@@ -44,6 +47,7 @@ pub struct PartialFrame {
     out: Vec<u8>,
     size: usize,
     done: bool,
+    spent: bool,
 }
 
 impl std::fmt::Debug for PartialFrame {
@@ -61,7 +65,7 @@ impl PartialFrame {
     pub fn new(compressed: Vec<u8>, size: usize) -> Result<PartialFrame, PartialError> {
         let mut dctx = DCtx::create();
         dctx.set_parameter(DParameter::StableOutBuffer(true)).map_err(zstd_err)?;
-        Ok(PartialFrame { dctx, input: compressed, in_pos: 0, out: Vec::with_capacity(size), size, done: false })
+        Ok(PartialFrame { dctx, input: compressed, in_pos: 0, out: Vec::with_capacity(size), size, done: false, spent: false })
     }
 
     /// The frame's content size.
@@ -87,6 +91,9 @@ impl PartialFrame {
     /// Decodes until at least `want` bytes (capped at the content size) are
     /// out. An error leaves the frame unusable: drop it.
     pub fn advance(&mut self, want: usize) -> Result<&[u8], PartialError> {
+        if self.spent {
+            return Err(PartialError::Spent);
+        }
         let want = want.min(self.size);
         while self.out.len() < want || (want == self.size && !self.done) {
             if self.done {
@@ -95,6 +102,19 @@ impl PartialFrame {
             self.step()?;
         }
         Ok(&self.out)
+    }
+
+    /// Hands over the decoded bytes of a complete frame (for a whole-frame
+    /// cache); the frame is then spent: [`PartialFrame::is_spent`] is true
+    /// and it decodes nothing more.
+    pub fn take_decoded(&mut self) -> Vec<u8> {
+        self.spent = true;
+        std::mem::take(&mut self.out)
+    }
+
+    /// True once [`PartialFrame::take_decoded`] took the bytes.
+    pub fn is_spent(&self) -> bool {
+        self.spent
     }
 
     /// Decodes the rest of the frame.

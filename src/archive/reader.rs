@@ -6,6 +6,7 @@
 use super::catalog::{Catalog, V2Catalog};
 use super::index::{self, Entry, EntryKind, Index, IndexHeader};
 use super::index_v2;
+use super::partial::PartialFrame;
 use super::seek_table::{frame_checksum, u32_at, SeekTable, FOOTER_LEN};
 use super::{Error, MAX_FRAME_SIZE};
 use std::borrow::Cow;
@@ -138,9 +139,22 @@ pub struct Archive {
     id: [u8; 16],
     version: u32,
     cache: Cache<Vec<u8>>,
+    /// Frames decoded only as far as a small file needed (format 2).
+    partial: Mutex<Partials>,
     /// Bytes of the index frame + seek table (for `info`).
     trailer_len: u64,
 }
+
+/// Frames that small files were served from without decoding them whole
+/// ([`PartialFrame`]): the next file of the same frame resumes the decoder.
+#[derive(Default)]
+struct Partials {
+    frames: HashMap<usize, (Arc<Mutex<PartialFrame>>, u64)>,
+    tick: u64,
+}
+
+/// Partial frames kept at once (each holds a buffer of its frame's size).
+const MAX_PARTIAL: usize = 8;
 
 /// Verified bytes of one chunk of a file (see [`Archive::chunk`]): a range
 /// of a cached frame.
@@ -200,7 +214,8 @@ impl Archive {
             let (header, index) = read_index(tail.slice(start, index_len), &table)?;
             (Catalog::V1 { index }, header.id, header.version)
         };
-        Ok(Archive { source, table, catalog, id, version, cache: Cache::new(DEFAULT_CACHE_BYTES), trailer_len })
+        let (cache, partial) = (Cache::new(DEFAULT_CACHE_BYTES), Mutex::default());
+        Ok(Archive { source, table, catalog, id, version, cache, partial, trailer_len })
     }
 
     /// Sets the frame cache budget in bytes. Takes `&self` so it works on an
@@ -380,9 +395,14 @@ impl Archive {
         if frames.len() != 1 {
             return Err(bad(format!("chunk {k} spans frames {frames:?}: breaks the format's frame rule")));
         }
-        let frame = self.frame(frames.start)?;
         let f_start = self.table.stream_offset(frames.start);
         let range = (d.data_offset + s - f_start) as usize..(d.data_offset + e - f_start) as usize;
+        if self.piece_size().is_some() && d.piece_xxh3.is_empty() && !self.cache.contains(frames.start) {
+            if let Some(want) = d.data_xxh3 {
+                return self.chunk_early(d, frames.start, range, want);
+            }
+        }
+        let frame = self.frame(frames.start)?;
         if self.piece_size().is_some() {
             let want = if d.piece_xxh3.is_empty() { d.data_xxh3 } else { d.piece_xxh3.get(k).copied() };
             if want != Some(xxh3_64(&frame[range.clone()])) {
@@ -391,6 +411,82 @@ impl Archive {
             }
         }
         Ok(ChunkBytes { frame, range })
+    }
+
+    /// A whole small file (format 2) from frame `i` without decoding the
+    /// frame past the file's end (issue #10's early stop): the frame's
+    /// decoder is kept and resumed by the next file that needs more of it.
+    /// The file's bytes are checked against its XXH3 (zstd's own checksum
+    /// comes only at the frame's end, which then goes to the frame cache).
+    fn chunk_early(&self, d: &Entry, i: usize, range: std::ops::Range<usize>, want: u64) -> Result<ChunkBytes, Error> {
+        let Some(pf) = self.partial_frame(i)? else {
+            let frame = self.frame(i)?;
+            return check_chunk(d, i, frame, range, want);
+        };
+        let mut f = pf.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_spent() {
+            // Completed by another thread meanwhile: it is in the frame cache now.
+            drop(f);
+            return check_chunk(d, i, self.frame(i)?, range, want);
+        }
+        let before = f.decoded().len();
+        let advanced = f.advance(range.end).map(|b| b[range.clone()].to_vec());
+        self.cache.decoded_bytes.fetch_add((f.decoded().len() - before) as u64, Ordering::Relaxed);
+        let bytes = match advanced {
+            Ok(b) => b,
+            Err(e) => {
+                drop(f);
+                self.drop_partial(i);
+                return Err(Error::Frame { frame: i, why: e.to_string() });
+            }
+        };
+        if f.is_complete() {
+            let sum = self.table.frame(i).checksum;
+            let whole = f.take_decoded();
+            drop(f);
+            self.drop_partial(i);
+            if frame_checksum(&whole) != sum {
+                return Err(Error::Frame { frame: i, why: "checksum mismatch".into() });
+            }
+            let n = whole.len();
+            self.cache.insert(i, whole, n);
+        }
+        let len = bytes.len();
+        check_chunk(d, i, Arc::new(bytes), 0..len, want)
+    }
+
+    /// The partial decoder of frame `i`, made (reading the compressed frame)
+    /// if there is none; `None` when the frame is not one zstd frame with a
+    /// checksum, which only a whole decode can verify.
+    fn partial_frame(&self, i: usize) -> Result<Option<Arc<Mutex<PartialFrame>>>, Error> {
+        let mut g = self.partial.lock().unwrap_or_else(|p| p.into_inner());
+        g.tick += 1;
+        let tick = g.tick;
+        if let Some((pf, last)) = g.frames.get_mut(&i) {
+            *last = tick;
+            return Ok(Some(pf.clone()));
+        }
+        drop(g);
+        let src = self.read_frame(i)?;
+        let single = zstd::zstd_safe::find_frame_compressed_size(&src).is_ok_and(|n| n == src.len());
+        if !(single && src.len() > 8 && src[4] & 0x04 != 0 && u32_at(&src, src.len() - 4) == self.table.frame(i).checksum) {
+            return Ok(None);
+        }
+        let f = self.table.frame(i);
+        let pf = PartialFrame::new(src, f.decompressed as usize).map_err(|e| Error::Frame { frame: i, why: e.to_string() })?;
+        self.cache.decodes.fetch_add(1, Ordering::Relaxed);
+        let mut g = self.partial.lock().unwrap_or_else(|p| p.into_inner());
+        // Another thread may have made one meanwhile: keep the first.
+        let pf = g.frames.entry(i).or_insert_with(|| (Arc::new(Mutex::new(pf)), tick)).0.clone();
+        while g.frames.len() > MAX_PARTIAL {
+            let Some(v) = g.frames.iter().filter(|(&k, _)| k != i).min_by_key(|(_, (_, t))| *t).map(|(&k, _)| k) else { break };
+            g.frames.remove(&v);
+        }
+        Ok(Some(pf))
+    }
+
+    fn drop_partial(&self, i: usize) {
+        self.partial.lock().unwrap_or_else(|p| p.into_inner()).frames.remove(&i);
     }
 
     /// Reads `entry`'s data at `offset` into `buf`; returns the bytes read
@@ -444,14 +540,20 @@ impl Archive {
         self.cache.get(i, || self.decode_frame(i).map(|v| (v, self.table.frame(i).decompressed as usize)))
     }
 
-    /// Decodes frame `i` from the source, bypassing the cache, checking sizes and checksums.
-    pub fn decode_frame(&self, i: usize) -> Result<Vec<u8>, Error> {
-        let f = self.table.frame(i);
-        let mut src = vec![0u8; f.compressed as usize];
+    /// The compressed bytes of frame `i`.
+    fn read_frame(&self, i: usize) -> Result<Vec<u8>, Error> {
+        let mut src = vec![0u8; self.table.frame(i).compressed as usize];
         self.source.read_exact_at(&mut src, self.table.compressed_offset(i)).map_err(|e| match e {
             Error::Io { path, source } => Error::FrameRead { frame: i, path, source },
             other => other,
         })?;
+        Ok(src)
+    }
+
+    /// Decodes frame `i` from the source, bypassing the cache, checking sizes and checksums.
+    pub fn decode_frame(&self, i: usize) -> Result<Vec<u8>, Error> {
+        let f = self.table.frame(i);
+        let src = self.read_frame(i)?;
         let bad = |why: String| Error::Frame { frame: i, why };
         let out = DECOMPRESSOR.with(|d| {
             let mut d = d.borrow_mut();
@@ -474,6 +576,14 @@ impl Archive {
         }
         Ok(out)
     }
+}
+
+/// Checks a whole small file's bytes `frame[range]` against its XXH3.
+fn check_chunk(d: &Entry, i: usize, frame: Arc<Vec<u8>>, range: std::ops::Range<usize>, want: u64) -> Result<ChunkBytes, Error> {
+    if xxh3_64(&frame[range.clone()]) != want {
+        return Err(Error::BadEntry { path: d.path_lossy(), why: format!("data checksum mismatch (frame {i})") });
+    }
+    Ok(ChunkBytes { frame, range })
 }
 
 /// The bytes read so far from the end of the file: `[start, len)`.
@@ -641,6 +751,26 @@ impl<T> Cache<T> {
             inner: Mutex::new(CacheInner { slots: HashMap::new(), bytes: 0, tick: 0 }),
             decodes: AtomicU64::new(0),
             decoded_bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// True if `i` is decoded and cached.
+    pub(crate) fn contains(&self, i: usize) -> bool {
+        self.inner.lock().unwrap().slots.get(&i).is_some_and(|s| s.cell.get().is_some_and(|r| r.is_ok()))
+    }
+
+    /// Puts a value decoded elsewhere (`size` bytes) into the cache, unless
+    /// `i` is there or being decoded already. It was counted as decoded where it was decoded.
+    pub(crate) fn insert(&self, i: usize, value: T, size: usize) {
+        let mut value = Some(value);
+        let ran = std::cell::Cell::new(false);
+        let _ = self.get(i, || {
+            ran.set(true);
+            Ok((value.take().expect("decode runs once"), size))
+        });
+        if ran.get() {
+            self.decodes.fetch_sub(1, Ordering::Relaxed);
+            self.decoded_bytes.fetch_sub(size as u64, Ordering::Relaxed);
         }
     }
 
