@@ -257,6 +257,15 @@ impl Archive {
         self.version
     }
 
+    /// Format 2: reads and checks the index frame's prologue (open checks it
+    /// only when it lies in the bytes it read from the end).
+    pub fn check_prologue(&self) -> Result<(), Error> {
+        let Catalog::V2(c) = &self.catalog else { return Ok(()) };
+        let mut b = [0u8; index_v2::PROLOGUE_LEN];
+        self.source.read_exact_at(&mut b, self.table.compressed_len())?;
+        index_v2::check_prologue(&b, c.header.index_len())
+    }
+
     /// Format 2's piece size `P`; None for format 1.
     pub fn piece_size(&self) -> Option<u64> {
         match &self.catalog {
