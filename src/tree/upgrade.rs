@@ -112,7 +112,7 @@ fn data_hash(a: &Archive, e: &Entry) -> Result<u64, String> {
         return Ok(x);
     }
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for k in 0..a.chunks(e).len() {
+    for k in 0..a.chunk_count(e) {
         h.update(&a.chunk(e, k).map_err(|err| err.to_string())?);
     }
     Ok(h.digest())
