@@ -179,8 +179,15 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Give a tree populated by thaw 0.1 current stub markers (as root, while not served)
-    Upgrade { dir: PathBuf },
+    /// Give a tree populated by thaw 0.1 current stub markers, or with --to move
+    /// a stage onto another archive of the same tree (as root, while not served)
+    Upgrade {
+        dir: PathBuf,
+        /// The archive to move the stage onto (e.g. the format 2 conversion of
+        /// the format 1 archive it was populated from; both are read)
+        #[arg(long)]
+        to: Option<PathBuf>,
+    },
     /// (internal) outlives the daemon: answers readers with EIO, stops them, unmounts DIR
     #[command(name = "__guard", hide = true)]
     Guard {
@@ -443,7 +450,8 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Hydrate { dir, paths } => hydrate_paths(&dir, &paths),
         Cmd::Completions { shell } => completions(shell),
         Cmd::Man { dir } => man(dir.as_deref()),
-        Cmd::Upgrade { dir } => upgrade(&dir),
+        Cmd::Upgrade { dir, to: None } => upgrade(&dir),
+        Cmd::Upgrade { dir, to: Some(to) } => upgrade_to(&dir, &to),
         Cmd::Guard { dir, mount_id, fanotify_fd, no_kill_readers } => {
             let fan = fanotify_fd.and_then(|fd| thaw::sys::fanotify::Fanotify::from_inherited(fd).ok());
             Ok(hydrate::guard::guard_main(&dir, mount_id, fan, !no_kill_readers))
@@ -784,6 +792,19 @@ fn upgrade(dir: &Path) -> Result<i32> {
         true => println!("{}: already current, nothing to do", dir.display()),
         false => println!("{}: upgraded {} stubs, refused {}", dir.display(), s.upgraded, s.refused.len()),
     }
+    Ok(0)
+}
+
+/// `thaw upgrade DIR --to NEW`
+fn upgrade_to(dir: &Path, to: &Path) -> Result<i32> {
+    let s = thaw::tree::upgrade::upgrade_to(dir, to).with_context(|| format!("cannot move {} onto {}", dir.display(), to.display()))?;
+    for r in &s.refused {
+        note!("thaw: cannot move {r}");
+    }
+    if !s.refused.is_empty() {
+        bail!("{}: {} stubs cannot move onto {}; nothing was changed", dir.display(), s.refused.len(), to.display());
+    }
+    println!("{}: {} stubs moved onto {} ({} already)", dir.display(), s.moved, to.display(), s.already);
     Ok(0)
 }
 

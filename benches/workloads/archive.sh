@@ -104,8 +104,8 @@ cat_one() {
     hyperfine_record "$LOGS/cat-cold-$name.json" $wl "cat_cold_$name" thaw
     hyperfine_record "$LOGS/cat-cold-tar-$name.json" $wl "cat_cold_$name" "tar -xO --occurrence"
     hyperfine_record "$LOGS/cat-warm-$name.json" $wl "cat_warm_$name" thaw
-    compare $wl "cat_cold_$name" thaw "tar -xO --occurrence" info "thaw cat vs tar -xO of the same small file, cold"
-    compare $wl "cat_warm_$name" thaw - info "thaw cat of one small file, warm (s)"
+    compare $wl "cat_cold_$name" thaw "tar -xO --occurrence" info 0 "thaw cat vs tar -xO of the same small file, cold"
+    compare $wl "cat_warm_$name" thaw - info 0 "thaw cat of one small file, warm (s)"
 }
 
 # /usr/include (about 24k entries of small headers): size and pack wall

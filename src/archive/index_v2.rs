@@ -376,8 +376,13 @@ fn decode_record(d: &mut Dec<'_>, prev: &[u8], cx: &BlockContext<'_>) -> Result<
     if shared > prev.len() as u64 {
         return Err(corrupt("index block", "path shares more bytes than the previous path has"));
     }
-    let mut path = prev[..shared as usize].to_vec();
+    let shared = shared as usize;
+    let mut path = prev[..shared].to_vec();
     path.extend_from_slice(d.bytes()?);
+    if shared < prev.len() && shared < path.len() && path[shared] == prev[shared] {
+        // Each path has one encoding: `shared` is the whole common prefix.
+        return Err(corrupt("index block", "path shares more bytes with the previous one than recorded"));
+    }
     let mut e = Entry::new(path, kind);
     let bad = |p: &[u8], why: String| Error::BadEntry { path: String::from_utf8_lossy(p).into_owned(), why };
     check_path(&e.path).map_err(|w| bad(&e.path, w.to_string()))?;
@@ -759,6 +764,17 @@ mod tests {
         let mut x = Entry::new(b"x".to_vec(), EntryKind::Dir);
         x.xattrs = vec![(b"b".to_vec(), vec![]), (b"a".to_vec(), vec![])];
         assert!(one(&x).is_err(), "xattrs out of order");
+        // A shared prefix shorter than the real one: another encoding of the same paths.
+        let (a, b) = (Entry::new(b"ab".to_vec(), EntryKind::Dir), Entry::new(b"ac".to_vec(), EntryKind::Dir));
+        let mut raw = Vec::new();
+        encode_record(&mut raw, &a, b"");
+        let canonical = raw.len();
+        encode_record(&mut raw, &b, b"");
+        let rec = DirRecord { c_len: 1, r_len: raw.len() as u64, count: 2, xxh3: 0, first_path: b"ab".to_vec() };
+        assert!(decode_block_raw(&rec, &raw, &cx(p)).is_err());
+        raw.truncate(canonical);
+        encode_record(&mut raw, &b, b"ab");
+        assert!(decode_block_raw(&rec, &raw, &cx(p)).is_ok());
     }
 
     #[test]

@@ -272,6 +272,15 @@ impl Archive {
         self.version
     }
 
+    /// Format 2: reads and checks the index frame's prologue (open checks it
+    /// only when it lies in the bytes it read from the end).
+    pub fn check_prologue(&self) -> Result<(), Error> {
+        let Catalog::V2(c) = &self.catalog else { return Ok(()) };
+        let mut b = [0u8; index_v2::PROLOGUE_LEN];
+        self.source.read_exact_at(&mut b, self.table.compressed_len())?;
+        index_v2::check_prologue(&b, c.header.index_len())
+    }
+
     /// Format 2's piece size `P`; None for format 1.
     pub fn piece_size(&self) -> Option<u64> {
         match &self.catalog {
@@ -357,22 +366,30 @@ impl Archive {
     /// when it is at most `P` bytes, else its pieces `[kP, (k+1)P)`.
     /// Format 1: the file's share of each frame it spans.
     pub fn chunks(&self, d: &Entry) -> Vec<(u64, u64)> {
+        (0..self.chunk_count(d)).filter_map(|k| self.chunk_range(d, k)).collect()
+    }
+
+    /// Number of chunks of `d` (see [`Archive::chunks`]).
+    pub fn chunk_count(&self, d: &Entry) -> usize {
         match self.piece_size() {
-            Some(_) if d.size == 0 => Vec::new(),
-            Some(p) if d.size <= p => vec![(0, d.size)],
-            Some(p) => (0..d.size.div_ceil(p)).map(|k| (k * p, ((k + 1) * p).min(d.size))).collect(),
-            None => {
-                let t = &self.table;
-                self.frames_for(d, 0, d.size)
-                    .map(|i| {
-                        (
-                            t.stream_offset(i).max(d.data_offset) - d.data_offset,
-                            t.stream_offset(i + 1).min(d.data_offset + d.size) - d.data_offset,
-                        )
-                    })
-                    .collect()
-            }
+            Some(_) if d.size == 0 => 0,
+            Some(p) => d.size.div_ceil(p) as usize,
+            None => self.frames_for(d, 0, d.size).len(),
         }
+    }
+
+    /// File byte range of chunk `k` of `d`, without listing the others.
+    pub fn chunk_range(&self, d: &Entry, k: usize) -> Option<(u64, u64)> {
+        if k >= self.chunk_count(d) {
+            return None;
+        }
+        Some(match self.piece_size() {
+            Some(p) => (k as u64 * p, ((k as u64 + 1) * p).min(d.size)),
+            None => {
+                let (t, i) = (&self.table, self.table.frame_at(d.data_offset) + k);
+                (t.stream_offset(i).max(d.data_offset) - d.data_offset, t.stream_offset(i + 1).min(d.data_offset + d.size) - d.data_offset)
+            }
+        })
     }
 
     /// The chunk of `d` holding file offset `off` (`off < d.size`).
@@ -390,7 +407,7 @@ impl Archive {
     /// frame (the format's frame rule); in format 1 by its frame's checksum.
     pub fn chunk(&self, d: &Entry, k: usize) -> Result<ChunkBytes, Error> {
         let bad = |why: String| Error::BadEntry { path: d.path_lossy(), why };
-        let (s, e) = *self.chunks(d).get(k).ok_or_else(|| bad(format!("no chunk {k}")))?;
+        let (s, e) = self.chunk_range(d, k).ok_or_else(|| bad(format!("no chunk {k}")))?;
         let frames = self.table.frames_for(d.data_offset + s, e - s);
         if frames.len() != 1 {
             return Err(bad(format!("chunk {k} spans frames {frames:?}: breaks the format's frame rule")));
@@ -505,13 +522,12 @@ impl Archive {
             self.read_stream(e.data_offset + offset, &mut buf[..n])?;
             return Ok(n);
         }
-        let chunks = self.chunks(&e);
         let mut done = 0usize;
         while done < n {
             let at = offset + done as u64;
             let k = self.chunk_at(&e, at);
             let c = self.chunk(&e, k)?;
-            let from = (at - chunks[k].0) as usize;
+            let from = (at - self.chunk_range(&e, k).expect("a chunk of the file").0) as usize;
             let m = (c.len() - from).min(n - done);
             buf[done..done + m].copy_from_slice(&c[from..from + m]);
             done += m;

@@ -83,6 +83,7 @@ pub fn verify(archive: &Archive, progress: &(dyn Fn(u64) + Sync)) -> Result<Veri
         progress,
     };
     let mut report = VerifyReport { frames: archive.seek_table().len(), ..Default::default() };
+    let prologue = archive.check_prologue().err().map(|e| format!("index: {}", super::error_chain(&e)));
     let index = archive.entries();
     let tar_problems = match (stream_entries(&mut reader, archive.piece_size()), index) {
         (Ok(members), Ok(index)) => {
@@ -102,6 +103,7 @@ pub fn verify(archive: &Archive, progress: &(dyn Fn(u64) + Sync)) -> Result<Veri
     // Drain the remaining frames so every checksum is checked.
     let _ = io::copy(&mut reader, &mut io::sink());
     report.problems = reader.problems;
+    report.problems.extend(prologue);
     report.problems.extend(tar_problems);
     Ok(report)
 }

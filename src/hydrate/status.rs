@@ -91,6 +91,8 @@ pub fn status(dir: &Path) -> Result<Status, Error> {
     let info = stage.info()?;
     // The index tells archive files from files users added; without it, all count.
     let archive = Archive::open(&info.archive).ok();
+    // The whole index up front (format 2 reads blocks on demand otherwise).
+    let archive = archive.filter(|a| a.index().is_ok());
     let mut s = Status { dir: dir.to_path_buf(), archive: info.archive, id: info.id, served: stage.is_served(), ..Default::default() };
     for f in stage.tree_files()? {
         s.disk_bytes += f.blocks * 512;

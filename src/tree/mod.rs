@@ -8,6 +8,7 @@ pub mod marker;
 pub mod populate;
 pub mod stage;
 pub mod target;
+pub mod upgrade;
 
 pub use target::TargetDir;
 

@@ -469,10 +469,13 @@ impl Stage {
             return Err(Error::Refused {
                 path: self.dir.display().to_string(),
                 why: format!(
-                    "populated from archive {} ({}), not {} ({})",
+                    "populated from archive {} ({}), not {} ({}); if it is another archive of the same tree \
+                     (e.g. its format 2 conversion), run `thaw upgrade {} --to {}` (needs the old archive too)",
                     info.id,
                     info.archive.display(),
                     archive.id_hex(),
+                    archive.source_name(),
+                    self.dir.display(),
                     archive.source_name()
                 ),
             });

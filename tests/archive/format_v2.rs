@@ -102,6 +102,13 @@ fn a_seek_table_over_64k_costs_one_more_read() {
     assert!(open_mem(&bytes).unwrap().seek_table().len() * 12 > 64 << 10);
     let path = b"d029/f029999";
     assert_eq!(reads_for_open_and_cat(&bytes, path, &files[&path[..]]), (2, 4));
+    // The prologue lies outside what open reads: `verify` reads and checks it.
+    let mut bad = bytes.clone();
+    let at = open_mem(&bytes).unwrap().seek_table().compressed_len() as usize + 12;
+    bad[at] ^= 1;
+    let a = open_mem(&bad).expect("open does not read the prologue of a large index");
+    let r = thaw::archive::verify::verify(&a, &|_| {}).unwrap();
+    assert!(r.problems.iter().any(|p| p.contains("bad prologue")), "{:?}", r.problems);
 }
 
 // ---- taking a format 2 archive apart ----------------------------------------------

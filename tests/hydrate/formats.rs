@@ -77,3 +77,51 @@ fn a_stage_from_a_format_2_archive_with_pieces_serves_the_same_tree() {
     assert_same_tree(&src, &dir, Compare::ALL);
     served.stop();
 }
+
+/// A partly hydrated stage of a format 1 archive, moved onto that archive's
+/// format 2 conversion with `thaw upgrade DIR --to NEW`, serves the same tree;
+/// before the move, serving NEW is refused with a message naming the command.
+#[test]
+fn upgrade_to_moves_a_partly_hydrated_format_1_stage_onto_its_conversion() {
+    let scratch = scratch_dir("upgrade-to");
+    let src = scratch.join("src");
+    every_type_tree(&src, false);
+    fs::write(src.join("big"), crate::common::data(77, 3 << 20)).unwrap();
+    let old = scratch.join("old.tar.zst");
+    thaw([OsStr::new("pack"), src.as_os_str(), OsStr::new("-o"), old.as_os_str(), OsStr::new("--format"), OsStr::new("1")]).ok();
+    let dir = scratch.join("lazy");
+    thaw([OsStr::new("populate"), old.as_os_str(), dir.as_os_str()]).ok();
+    let served = Served::start(&old, &dir, &["--readahead", "0"]);
+    let f = fs::File::open(dir.join("big")).unwrap();
+    let mut buf = [0u8; 100];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, 3 << 19).unwrap();
+    drop(f);
+    served.stop();
+
+    let new = scratch.join("new.tar.zst");
+    thaw([OsStr::new("convert"), old.as_os_str(), OsStr::new("-o"), new.as_os_str()]).ok();
+    let serve = crate::common::thaw_cmd().arg("serve").arg(&new).arg(&dir).stdin(std::process::Stdio::null()).output().unwrap();
+    assert!(!serve.status.success());
+    let msg = String::from_utf8_lossy(&serve.stderr);
+    assert!(msg.contains("thaw upgrade") && msg.contains("--to"), "{msg}");
+
+    // Onto an archive with other chunks: the partly hydrated stub cannot
+    // move, and nothing changes.
+    let other = scratch.join("other.tar.zst");
+    thaw([OsStr::new("convert"), old.as_os_str(), OsStr::new("-o"), other.as_os_str(), OsStr::new("--piece-size"), OsStr::new("64K")]).ok();
+    thaw([OsStr::new("upgrade"), dir.as_os_str(), OsStr::new("--to"), other.as_os_str()])
+        .fails_with(&["big: partly hydrated", "nothing was changed"]);
+    assert_eq!(stage_info(&dir)["format_version"], 1);
+
+    let r = thaw([OsStr::new("upgrade"), dir.as_os_str(), OsStr::new("--to"), new.as_os_str()]).ok();
+    let text = String::from_utf8_lossy(&r.stdout).into_owned();
+    assert!(text.contains("stubs moved") && !text.contains(" 0 stubs moved"), "{text}");
+    assert_eq!(stage_info(&dir)["format_version"], 2);
+    // Again: nothing left to move.
+    let r = thaw([OsStr::new("upgrade"), dir.as_os_str(), OsStr::new("--to"), new.as_os_str()]).ok();
+    assert!(String::from_utf8_lossy(&r.stdout).contains("0 stubs moved"));
+    let served = Served::start(&new, &dir, &[]);
+    drop_caches();
+    assert_same_tree(&src, &dir, Compare::ALL);
+    served.stop();
+}
