@@ -41,6 +41,10 @@ struct Cli {
     /// Log more: -v info (serve and run: every event), -vv debug, -vvv trace
     #[arg(short, long, action = clap::ArgAction::Count, global = true, display_order = 100)]
     verbose: u8,
+    /// Requests in flight at once to a remote archive (http://, https://, s3://);
+    /// default THAW_REMOTE_CONCURRENCY, else 8
+    #[arg(long, global = true, display_order = 101)]
+    remote_concurrency: Option<usize>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -255,12 +259,33 @@ fn bar(what: &str) -> ProgressBar {
 /// Opens an archive for the rest of the process: it is never freed, since
 /// dropping a large index entry by entry only slows the exit.
 fn open(path: &Path) -> Result<&'static Archive> {
-    open_shared(path).map(|a| &*Box::leak(Box::new(a)))
+    let a: &'static Archive = Box::leak(Box::new(open_shared(path, None)?));
+    let _ = OPENED.set(a);
+    Ok(a)
 }
 
-fn open_shared(path: &Path) -> Result<Archive> {
+/// The archive a command opened, for the transfer figures logged at the end.
+static OPENED: std::sync::OnceLock<&'static Archive> = std::sync::OnceLock::new();
+
+/// Opens ARCHIVE (a path or a URL) to serve `dir`: a remote archive is read
+/// at the version `populate` recorded for that same URL, or not at all.
+fn open_for_dir(path: &Path, dir: &Path) -> Result<Archive> {
+    let info = thaw::tree::stage::Stage::new(dir).info().ok();
+    let version = info.filter(|i| i.archive.as_path() == path).and_then(|i| i.archive_version);
+    open_shared(path, version.as_deref())
+}
+
+/// Logs what a remote archive cost (`-v`): requests and bytes.
+fn log_transfer(a: &Archive) {
+    if archive::remote::is_remote(Path::new(&a.source_name())) {
+        let t = a.transfer();
+        tracing::info!("{}: {} requests, {} bytes received", a.source_name(), t.requests, t.bytes);
+    }
+}
+
+fn open_shared(path: &Path, version: Option<&str>) -> Result<Archive> {
     let started = std::time::Instant::now();
-    let a = Archive::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let a = archive::remote::open(path, version).with_context(|| format!("cannot open {}", path.display()))?;
     tracing::info!(
         "{}: {} entries, {} frames, index read in {:.1} ms",
         path.display(),
@@ -312,7 +337,16 @@ fn main() {
     thaw::sys::process::default_sigpipe();
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    match run(cli) {
+    let mut remote = archive::remote::RemoteOptions::from_env();
+    if let Some(n) = cli.remote_concurrency {
+        remote.concurrency = n.max(1);
+    }
+    archive::remote::set_defaults(remote);
+    let result = run(cli);
+    if let Some(a) = OPENED.get() {
+        log_transfer(a);
+    }
+    match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             if e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)) {
@@ -376,16 +410,17 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Verify { target } => verify_archive(&target),
         Cmd::Populate { archive, dir, threads } => populate(&archive, &dir, threads),
         Cmd::Serve { archive, dir, opts } => {
-            let a = Arc::new(open_shared(&archive)?);
+            let a = Arc::new(open_for_dir(&archive, &dir)?);
             let stop = Arc::new(AtomicBool::new(false));
             survive_broken_pipes()?;
             on_stop_signal(stop.clone(), || notify_systemd(&[NotifyState::Stopping, NotifyState::Status("stopping")]))?;
-            let stats = hydrate::serve(a, &dir, opts.options(verbose), &stop, &mut || {
+            let stats = hydrate::serve(a.clone(), &dir, opts.options(verbose), &stop, &mut || {
                 let _ = writeln!(io::stdout(), "ready: serving {} (stop with Ctrl-C or SIGTERM)", dir.display());
                 let _ = io::stdout().flush();
                 notify_systemd(&[NotifyState::Ready, NotifyState::Status(&format!("serving {}", dir.display()))]);
             })
             .with_context(|| format!("cannot serve {}", dir.display()))?;
+            log_transfer(&a);
             note!(
                 "stopped: {} events, {} chunks ({}) written, {} files completed, {} denied",
                 stats.events,
@@ -409,11 +444,30 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// Runs `write` on `output`, or for an `s3://` output on a temporary local
+/// file (in TMPDIR) that is then uploaded with a multipart upload and removed.
+fn with_output<T>(output: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    let url = match archive::remote::Location::parse(output)? {
+        archive::remote::Location::Local(p) => return write(&p),
+        archive::remote::Location::Remote(url) => url,
+    };
+    let tmp = std::env::temp_dir().join(format!(".thaw-upload-{}.tar.zst", std::process::id()));
+    let r = write(&tmp).and_then(|t| {
+        let n = archive::remote::upload(&tmp, &url).with_context(|| format!("cannot upload the archive to {}", output.display()))?;
+        note!("uploaded {} to {}", human(n), output.display());
+        Ok(t)
+    });
+    let _ = std::fs::remove_file(&tmp);
+    r
+}
+
 /// `thaw pack`
 fn pack(src: &Path, output: &Path, opts: &PackOpts) -> Result<i32> {
     let pb = bar("packing");
-    let s = archive::pack::pack(src, output, opts.writer(), &|t| pb.set_length(t), &|n| pb.inc(n))
-        .with_context(|| format!("cannot pack {} into {}", src.display(), output.display()))?;
+    let s = with_output(output, |out| {
+        archive::pack::pack(src, out, opts.writer(), &|t| pb.set_length(t), &|n| pb.inc(n))
+            .with_context(|| format!("cannot pack {} into {}", src.display(), output.display()))
+    })?;
     pb.finish_and_clear();
     warn_all(&s.warnings);
     note!(
@@ -431,8 +485,10 @@ fn pack(src: &Path, output: &Path, opts: &PackOpts) -> Result<i32> {
 fn convert(input: &Path, output: &Path, opts: &PackOpts) -> Result<i32> {
     let pb = bar("converting");
     pb.set_length(std::fs::metadata(input).map(|m| m.len()).unwrap_or(0));
-    let s = archive::convert::convert(input, output, opts.writer(), &|n| pb.inc(n))
-        .with_context(|| format!("cannot convert {} into {}", input.display(), output.display()))?;
+    let s = with_output(output, |out| {
+        archive::convert::convert(input, out, opts.writer(), &|n| pb.inc(n))
+            .with_context(|| format!("cannot convert {} into {}", input.display(), output.display()))
+    })?;
     pb.finish_and_clear();
     warn_all(&s.warnings);
     note!("converted {} entries, id {}", s.entries, archive::index::id_hex(&s.id));
@@ -722,15 +778,16 @@ fn upgrade(dir: &Path) -> Result<i32> {
 
 /// `thaw run`: the library supervises; this prints what it did.
 fn run_command(archive: &Path, dir: &Path, opts: ServeOptions, command: &[std::ffi::OsString]) -> Result<i32> {
-    let a = Arc::new(open_shared(archive)?);
+    let a = Arc::new(open_for_dir(archive, dir)?);
     let interrupted = Arc::new(AtomicBool::new(false));
     survive_broken_pipes()?;
     on_stop_signal(interrupted.clone(), || {})?;
-    let out = hydrate::supervise::run(a, archive, dir, opts, command, &interrupted)
+    let out = hydrate::supervise::run(a.clone(), archive, dir, opts, command, &interrupted)
         .with_context(|| format!("cannot run {:?} on {}", command[0], dir.display()))?;
     if let Some(s) = &out.populated {
         note!("thaw: populated {} entries ({} stubs)", s.entries, s.stubs);
     }
+    log_transfer(&a);
     let st = &out.stats;
     note!("thaw: {} events, {} written, {} files completed", st.events, human(st.bytes_written), st.files_completed);
     Ok(out.code)

@@ -9,12 +9,13 @@ pub mod index;
 pub mod members;
 pub mod pack;
 pub mod reader;
+pub mod remote;
 pub mod seek_table;
 pub mod verify;
 pub mod writer;
 
 pub use index::{Entry, EntryKind, Index};
-pub use reader::{Archive, FileSource, Source};
+pub use reader::{Archive, FileSource, Source, Transfer};
 pub use seek_table::SeekTable;
 pub use writer::{ArchiveWriter, WriterOptions};
 

@@ -26,6 +26,24 @@ pub trait Source: Send + Sync {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), Error>;
     /// A name for messages (the path or URL).
     fn name(&self) -> String;
+    /// What identifies the version of the object read (an ETag): a remote
+    /// source pins it at open. `None` for local files.
+    fn version(&self) -> Option<String> {
+        None
+    }
+    /// Requests made and bytes fetched so far (zero for a local file).
+    fn transfer(&self) -> Transfer {
+        Transfer::default()
+    }
+}
+
+/// What a remote [`Source`] fetched: the figures tests and benchmarks assert.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Transfer {
+    /// Range requests sent (each retry counts once more).
+    pub requests: u64,
+    /// Bytes of archive received.
+    pub bytes: u64,
 }
 
 /// A local archive read with `pread`. (Not mmap: a file truncated under a
@@ -119,8 +137,9 @@ impl Source for FileSource {
     }
 }
 
-/// How much of the end of the archive the first read takes.
-const TAIL_READ: u64 = 256 * 1024;
+/// How much of the end of the archive the first read takes (a remote
+/// source fetches this much when it opens).
+pub const TAIL_READ: u64 = 256 * 1024;
 /// Default frame cache budget.
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
@@ -196,6 +215,16 @@ impl Archive {
     /// The source's name (the path) for messages.
     pub fn source_name(&self) -> String {
         self.source.name()
+    }
+
+    /// The version of the object the source pinned at open (see [`Source::version`]).
+    pub fn source_version(&self) -> Option<String> {
+        self.source.version()
+    }
+
+    /// Requests and bytes the source fetched so far (see [`Source::transfer`]).
+    pub fn transfer(&self) -> Transfer {
+        self.source.transfer()
     }
 
     /// Size of the whole archive file in bytes.

@@ -89,6 +89,12 @@ pub struct ServeStats {
     /// the decode amplification).
     #[serde(default)]
     pub bytes_decoded: u64,
+    /// Range requests sent to a remote archive (0 for a local one).
+    #[serde(default)]
+    pub remote_requests: u64,
+    /// Bytes received from a remote archive.
+    #[serde(default)]
+    pub remote_bytes: u64,
     /// The frame cache budget in force, in bytes.
     #[serde(default)]
     pub cache_budget: u64,
@@ -250,6 +256,8 @@ impl Ctx {
             frames_decoded: self.hydrator.archive().frames_decoded(),
             bytes_decoded: self.hydrator.archive().bytes_decoded(),
             cache_budget: self.hydrator.archive().cache_budget() as u64,
+            remote_requests: self.hydrator.archive().transfer().requests,
+            remote_bytes: self.hydrator.archive().transfer().bytes,
             event_time_us: c.event_ns.load(Ordering::Relaxed) / 1000,
             uptime_s: started.elapsed().as_secs_f64(),
         }

@@ -55,6 +55,10 @@ pub struct Status {
     pub bytes_decoded: u64,
     /// Chunks the daemon wrote into stubs, from its last `stats.json`.
     pub chunks_written: u64,
+    /// Range requests the last serve sent to a remote archive.
+    pub remote_requests: u64,
+    /// Bytes the last serve received from a remote archive.
+    pub remote_bytes: u64,
 }
 
 /// True if `f` is a complete file that came from the archive (not one a user added).
@@ -89,7 +93,7 @@ pub fn status(dir: &Path) -> Result<Status, Error> {
     let stage = Stage::open(dir)?;
     let info = stage.info()?;
     // The index tells archive files from files users added; without it, all count.
-    let archive = Archive::open(&info.archive).ok();
+    let archive = crate::archive::remote::open(&info.archive, info.archive_version.as_deref()).ok();
     let mut s = Status { dir: dir.to_path_buf(), archive: info.archive, id: info.id, served: stage.is_served(), ..Default::default() };
     for f in stage.tree_files()? {
         s.disk_bytes += f.blocks * 512;
@@ -120,6 +124,8 @@ pub fn status(dir: &Path) -> Result<Status, Error> {
         s.frames_decoded = st.frames_decoded;
         s.bytes_decoded = st.bytes_decoded;
         s.chunks_written = st.chunks_written;
+        s.remote_requests = st.remote_requests;
+        s.remote_bytes = st.remote_bytes;
     }
     Ok(s)
 }
@@ -167,7 +173,7 @@ pub fn hydrate(dir: &Path, archive: Option<Arc<Archive>>, paths: &[PathBuf], pro
     let _lock = stage.lock()?;
     let archive = match archive {
         Some(a) => a,
-        None => Arc::new(Archive::open(&info.archive)?),
+        None => Arc::new(crate::archive::remote::open(&info.archive, info.archive_version.as_deref())?),
     };
     stage.check_archive(&archive)?;
     let hyd = Hydrator::new(archive);
@@ -206,7 +212,7 @@ pub fn verify_tree(dir: &Path, archive: Option<Arc<Archive>>) -> Result<TreeVeri
     let info = stage.info()?;
     let archive = match archive {
         Some(a) => a,
-        None => Arc::new(Archive::open(&info.archive)?),
+        None => Arc::new(crate::archive::remote::open(&info.archive, info.archive_version.as_deref())?),
     };
     stage.check_archive(&archive)?;
     let files = stage.tree_files()?;
