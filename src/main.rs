@@ -285,10 +285,10 @@ fn log_transfer(a: &Archive) {
 
 fn open_shared(path: &Path, version: Option<&str>) -> Result<Archive> {
     let started = std::time::Instant::now();
-    let a = archive::remote::open(path, version).with_context(|| format!("cannot open {}", path.display()))?;
+    let a = archive::remote::open(path, version).with_context(|| format!("cannot open {}", archive::remote::shown(path)))?;
     tracing::info!(
         "{}: {} entries, {} frames, index read in {:.1} ms",
-        path.display(),
+        archive::remote::shown(path),
         a.entries().len(),
         a.seek_table().len(),
         started.elapsed().as_secs_f64() * 1e3
@@ -453,8 +453,9 @@ fn with_output<T>(output: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Resu
     };
     let tmp = std::env::temp_dir().join(format!(".thaw-upload-{}.tar.zst", std::process::id()));
     let r = write(&tmp).and_then(|t| {
-        let n = archive::remote::upload(&tmp, &url).with_context(|| format!("cannot upload the archive to {}", output.display()))?;
-        note!("uploaded {} to {}", human(n), output.display());
+        let n = archive::remote::upload(&tmp, &url)
+            .with_context(|| format!("cannot upload the archive to {}", archive::remote::shown(output)))?;
+        note!("uploaded {} to {}", human(n), archive::remote::shown(output));
         Ok(t)
     });
     let _ = std::fs::remove_file(&tmp);
@@ -466,7 +467,7 @@ fn pack(src: &Path, output: &Path, opts: &PackOpts) -> Result<i32> {
     let pb = bar("packing");
     let s = with_output(output, |out| {
         archive::pack::pack(src, out, opts.writer(), &|t| pb.set_length(t), &|n| pb.inc(n))
-            .with_context(|| format!("cannot pack {} into {}", src.display(), output.display()))
+            .with_context(|| format!("cannot pack {} into {}", src.display(), archive::remote::shown(output)))
     })?;
     pb.finish_and_clear();
     warn_all(&s.warnings);
@@ -487,7 +488,7 @@ fn convert(input: &Path, output: &Path, opts: &PackOpts) -> Result<i32> {
     pb.set_length(std::fs::metadata(input).map(|m| m.len()).unwrap_or(0));
     let s = with_output(output, |out| {
         archive::convert::convert(input, out, opts.writer(), &|n| pb.inc(n))
-            .with_context(|| format!("cannot convert {} into {}", input.display(), output.display()))
+            .with_context(|| format!("cannot convert {} into {}", input.display(), archive::remote::shown(output)))
     })?;
     pb.finish_and_clear();
     warn_all(&s.warnings);
@@ -537,7 +538,8 @@ fn cat(archive: &Path, path: &Path) -> Result<i32> {
     let mut buf = vec![0u8; 1 << 20];
     let mut off = 0;
     while off < data.size {
-        let n = a.read_at(data, off, &mut buf).with_context(|| format!("{}: reading {}", archive.display(), path.display()))?;
+        let n =
+            a.read_at(data, off, &mut buf).with_context(|| format!("{}: reading {}", archive::remote::shown(archive), path.display()))?;
         out.write_all(&buf[..n])?;
         off += n as u64;
     }
@@ -551,7 +553,7 @@ fn extract(archive: &Path, dir: &Path, t: Option<usize>) -> Result<i32> {
     let pb = bar("extracting");
     pb.set_length(a.entries().iter().map(|e| e.size).sum());
     let s = thaw::tree::extract::extract(a, dir, threads(t), &|n| pb.inc(n))
-        .with_context(|| format!("cannot extract {} into {}", archive.display(), dir.display()))?;
+        .with_context(|| format!("cannot extract {} into {}", archive::remote::shown(archive), dir.display()))?;
     pb.finish_and_clear();
     warn_all(&s.warnings);
     note!("extracted {} entries, {}", s.entries, human(s.bytes));
@@ -567,7 +569,7 @@ fn info(archive: &Path, json: bool) -> Result<i32> {
     let ratio = a.file_len() as f64 / t.stream_len().max(1) as f64;
     if json {
         let info = serde_json::json!({
-            "archive": archive.display().to_string(),
+            "archive": archive::remote::shown(archive),
             "format_version": a.version(),
             "id": a.id_hex(),
             "entries": a.entries().len(),
@@ -585,7 +587,7 @@ fn info(archive: &Path, json: bool) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(0);
     }
-    println!("archive        {}", archive.display());
+    println!("archive        {}", archive::remote::shown(archive));
     println!("format         thaw archive v{} (seekable .tar.zst)", a.version());
     println!("id             {}", a.id_hex());
     println!(
@@ -639,13 +641,13 @@ fn verify_archive(archive: &Path) -> Result<i32> {
     let r = archive::verify::verify(a, &|n| pb.inc(n))?;
     pb.finish_and_clear();
     for p in &r.problems {
-        note!("{}: {p}", archive.display());
+        note!("{}: {p}", archive::remote::shown(archive));
     }
     if !r.problems.is_empty() {
-        note!("{}: {} problem(s)", archive.display(), r.problems.len());
+        note!("{}: {} problem(s)", archive::remote::shown(archive), r.problems.len());
         return Ok(1);
     }
-    println!("{}: ok ({} frames, {} entries checked)", archive.display(), r.frames, r.entries_checked);
+    println!("{}: ok ({} frames, {} entries checked)", archive::remote::shown(archive), r.frames, r.entries_checked);
     Ok(0)
 }
 
@@ -654,7 +656,7 @@ fn populate(archive: &Path, dir: &Path, t: Option<usize>) -> Result<i32> {
     let a = open(archive)?;
     let started = std::time::Instant::now();
     let s = thaw::tree::populate::populate(a, archive, dir, threads(t))
-        .with_context(|| format!("cannot populate {} from {}", dir.display(), archive.display()))?;
+        .with_context(|| format!("cannot populate {} from {}", dir.display(), archive::remote::shown(archive)))?;
     warn_all(&s.warnings);
     note!(
         "populated {} entries ({} stubs, {}) in {:.2}s; `thaw serve {} {}` shows them",
@@ -662,7 +664,7 @@ fn populate(archive: &Path, dir: &Path, t: Option<usize>) -> Result<i32> {
         s.stubs,
         human(s.bytes),
         started.elapsed().as_secs_f64(),
-        archive.display(),
+        archive::remote::shown(archive),
         dir.display()
     );
     Ok(0)

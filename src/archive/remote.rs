@@ -136,8 +136,16 @@ impl Location {
     }
 }
 
-/// A URL argument for messages: without anything after `?` or `#`, and
-/// without a user:password part.
+/// An `ARCHIVE` argument for messages: a path as it is, a URL without
+/// anything after `?` or `#` and without a user:password part.
+pub fn shown(arg: &Path) -> String {
+    match arg.to_str() {
+        Some(s) if s.contains("://") => shown_arg(s),
+        _ => arg.display().to_string(),
+    }
+}
+
+/// [`shown`] for a URL.
 fn shown_arg(s: &str) -> String {
     let s = s.split(['?', '#']).next().unwrap_or_default();
     match (s.find("://"), s.find('@')) {
