@@ -341,6 +341,11 @@ fn main() {
     if let Some(n) = cli.remote_concurrency {
         remote.concurrency = n.max(1);
     }
+    // The daemon reads ahead itself, within a file (--readahead); the
+    // source's byte-level readahead would run past the ends of files.
+    if matches!(cli.cmd, Cmd::Serve { .. } | Cmd::Run { .. }) && std::env::var_os("THAW_REMOTE_READAHEAD").is_none() {
+        remote.readahead_max = 0;
+    }
     archive::remote::set_defaults(remote);
     let result = run(cli);
     if let Some(a) = OPENED.get() {

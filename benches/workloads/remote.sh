@@ -7,8 +7,8 @@
 #           vs download + extract + no-op build (goal <= 0.10x)
 #   kernel  the kernel workload's tree: ready + build (tinyconfig; --quick:
 #           only `make tinyconfig`) vs download + extract + build (<= 0.80x)
-#   dataset 1 % of the dataset workload's files: thaw vs ratarmount reading
-#           the same URL (when this ratarmount can read http; else noted)
+#   dataset 1 % of the dataset workload's files: thaw vs download + extract
+#           + the job, and vs ratarmount reading the same URL when it can
 # Figures also include bytes received and requests (nginx's access log, and
 # thaw's own counters from `status --json`).
 #
@@ -64,7 +64,8 @@ EOF
 remote_down() {
     local p
     for p in ${RSHAPER:-} ${RNGINX:-}; do
-        kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
     done
     RNGINX="" RSHAPER=""
     return 0
@@ -161,53 +162,64 @@ remote_kernel() {
     rm -rf "$W"
 }
 
-# The dataset part: 1 % of the files read by thaw from the URL, and by
-# ratarmount from the same URL when it can (it reads remote files through
-# fsspec in recent versions); otherwise the comparison is recorded as missing.
+# The dataset part: 1 % of the files read by thaw from the URL; baselines:
+# download + extract + the job, and ratarmount reading the same URL when it
+# can (ratarmount 1.3.0 reads a plain .tar over http through fsspec, but
+# refuses any .tar.zst there: "Archive to open (<File-like object
+# HTTPFileSystem ...>) has unrecognized format"); then that is logged and
+# no ratarmount figure is recorded.
 remote_dataset() {
     dataset_inputs
     publish "$DS_ARCHIVE" dataset.tar.zst
-    local rep list=$DS_LISTS/list-1.txt W=$WORK/remote-dataset mnt out
+    local rep v list=$DS_LISTS/list-1.txt W=$WORK/remote-dataset out rat=0
     mkdir -p "$W"
     for ((rep = 1; rep <= REPS; rep++)); do
-        log "remote dataset: thaw, rep $rep"
-        out=$W/job-thaw-$rep.json
-        remote_side remote-dataset thaw "$rep" "$W/thaw.box/data" dataset.tar.zst \
-            "'$PY' '$BENCH/helpers/readjob.py' '$W/thaw.box/data' '$list' > '$out'"
-        dataset_check "$out" 1 "remote dataset (thaw, rep $rep)"
-        log "remote dataset: ratarmount, rep $rep"
-        mnt=$W/mnt
-        mkdir -p "$mnt"
-        drop_caches
-        : >"$RDIR/access.log"
-        local t0 t1
-        t0=$(now)
-        "$VENV/bin/ratarmount" -f "$RURL" "$mnt" >"$LOGS/remote-ratarmount-$rep.log" 2>&1 &
-        local pid=$! i
-        for ((i = 0; i < 1200; i++)); do
-            mountpoint -q "$mnt" && break
-            kill -0 $pid 2>/dev/null || break
-            sleep 0.05
+        for v in $(order $rep base thaw); do
+            log "remote dataset: $v, rep $rep"
+            out=$W/job-$v-$rep.json
+            remote_side remote-dataset "$v" "$rep" "$W/$v.box/data" dataset.tar.zst \
+                "'$PY' '$BENCH/helpers/readjob.py' '$W/$v.box/data' '$list' > '$out'"
+            dataset_check "$out" 1 "remote dataset ($v, rep $rep)"
         done
-        if ! mountpoint -q "$mnt"; then
-            log "remote dataset: ratarmount cannot mount $RURL (see $LOGS/remote-ratarmount-$rep.log); no baseline"
-            kill $pid 2>/dev/null || true
-            wait $pid 2>/dev/null || true
-            break
-        fi
-        out=$W/job-ratarmount-$rep.json
-        "$PY" "$BENCH/helpers/readjob.py" "$mnt" "$list" >"$out" || die "the job failed on the ratarmount mount"
-        t1=$(now)
-        fusermount3 -u "$mnt" || true
-        wait $pid || true
-        dataset_check "$out" 1 "remote dataset (ratarmount, rep $rep)"
-        record remote-dataset total ratarmount "$rep" "$(calc "$t1 - $t0")" s
-        record remote-dataset bytes_received ratarmount "$rep" "$(served_bytes dataset.tar.zst)" B
-        record remote-dataset requests ratarmount "$rep" "$(served_requests dataset.tar.zst)" count
+        if remote_ratarmount "$rep" "$W" "$list"; then rat=1; fi
     done
-    compare remote-dataset total thaw ratarmount "<=" 0.20 "issue #11 goal: >= 5x faster than ratarmount on the same URL"
-    compare remote-dataset bytes_received thaw ratarmount info 0 "bytes over the network"
+    compare remote-dataset total thaw "download + extract" info 0 "1 % of the files"
+    if ((rat)); then
+        compare remote-dataset total thaw ratarmount "<=" 0.20 "issue #11 goal: >= 5x faster than ratarmount on the same URL"
+    fi
+    compare remote-dataset bytes_received thaw "download + extract" info 0 "bytes over the network"
     rm -rf "$W"
+}
+
+# remote_ratarmount REP W LIST: the job on a ratarmount mount of the URL;
+# fails (returns 1, nothing recorded) when ratarmount cannot mount it.
+remote_ratarmount() {
+    local rep=$1 W=$2 list=$3 mnt=$2/mnt out=$2/job-ratarmount-$1.json t0 t1 pid i
+    mkdir -p "$mnt"
+    drop_caches
+    : >"$RDIR/access.log"
+    t0=$(now)
+    "$VENV/bin/ratarmount" -f "$RURL" "$mnt" >"$LOGS/remote-ratarmount-$rep.log" 2>&1 &
+    pid=$!
+    for ((i = 0; i < 1200; i++)); do
+        mountpoint -q "$mnt" && break
+        kill -0 $pid 2>/dev/null || break
+        sleep 0.05
+    done
+    if ! mountpoint -q "$mnt"; then
+        log "remote dataset: ratarmount cannot mount $RURL (see $LOGS/remote-ratarmount-$rep.log); no ratarmount figure"
+        kill $pid 2>/dev/null || true
+        wait $pid 2>/dev/null || true
+        return 1
+    fi
+    "$PY" "$BENCH/helpers/readjob.py" "$mnt" "$list" >"$out" || die "the job failed on the ratarmount mount"
+    t1=$(now)
+    fusermount3 -u "$mnt" || true
+    wait $pid || true
+    dataset_check "$out" 1 "remote dataset (ratarmount, rep $rep)"
+    record remote-dataset total ratarmount "$rep" "$(calc "$t1 - $t0")" s
+    record remote-dataset bytes_received ratarmount "$rep" "$(served_bytes dataset.tar.zst)" B
+    record remote-dataset requests ratarmount "$rep" "$(served_requests dataset.tar.zst)" count
 }
 
 wl_remote() {

@@ -47,7 +47,8 @@ pub struct RemoteOptions {
     /// Budget of the compressed-range cache in bytes (64 MiB).
     pub cache_bytes: usize,
     /// Largest readahead window for a sequential reader
-    /// (`THAW_REMOTE_READAHEAD` bytes, default 4 MiB; 0 turns it off).
+    /// (`THAW_REMOTE_READAHEAD` bytes, default 4 MiB; 0 turns it off; `serve`
+    /// and `run` default to 0: the daemon reads ahead within files itself).
     pub readahead_max: u64,
 }
 
