@@ -538,6 +538,7 @@ fn cat(archive: &Path, path: &Path) -> Result<i32> {
     if data.kind != EntryKind::File {
         bail!("{}: is a {:?}, not a regular file", path.display(), e.kind);
     }
+    a.prefetch(data, 0, data.size);
     let out = io::stdout();
     let mut out = out.lock();
     let mut buf = vec![0u8; 1 << 20];

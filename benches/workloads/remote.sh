@@ -112,14 +112,22 @@ remote_side() {
         record "$wl" restore thaw "$rep" "$restore" s
         record "$wl" work thaw "$rep" "$T_WALL" s
         record "$wl" total thaw "$rep" "$(calc "$restore + $T_WALL")" s
-        record "$wl" bytes_received thaw "$rep" "$(served_bytes "$name")" B
+        local got js
+        got=$(served_bytes "$name")
+        record "$wl" bytes_received thaw "$rep" "$got" B
         record "$wl" requests thaw "$rep" "$(served_requests "$name")" count
-        local js
         js=$(thaw_status "$dir")
         printf '%s\n' "$js" >"$LOGS/$wl-thaw-$rep.status.json"
         record "$wl" serve_remote_bytes thaw "$rep" "$(jq -r .remote_bytes <<<"$js")" B
         record "$wl" serve_remote_requests thaw "$rep" "$(jq -r .remote_requests <<<"$js")" count
         record "$wl" bytes_hydrated thaw "$rep" "$(jq -r .bytes_hydrated <<<"$js")" B
+        # The issue's figure: bytes received over the compressed bytes of the
+        # frames needed (decoded) plus the trailer (index + seek table).
+        local need trailer
+        trailer=$("$THAW" info --json "$RURL" | jq -r .index_and_seek_table_bytes)
+        need=$(jq -r .compressed_decoded <<<"$js")
+        record "$wl" frames_needed_bytes thaw "$rep" "$((need + trailer))" B
+        record "$wl" fetch_amplification thaw "$rep" "$(calc "$got / ($need + $trailer)")" ratio
     fi
 }
 

@@ -35,6 +35,9 @@ pub trait Source: Send + Sync {
     fn transfer(&self) -> Transfer {
         Transfer::default()
     }
+    /// A hint that `range` will be read soon: a remote source starts
+    /// fetching it (one request for the whole run) without waiting.
+    fn prefetch(&self, _range: std::ops::Range<u64>) {}
 }
 
 /// What a remote [`Source`] fetched: the figures tests and benchmarks assert.
@@ -242,6 +245,12 @@ impl Archive {
         self.cache.decodes.load(Ordering::Relaxed)
     }
 
+    /// Compressed bytes of the frames decoded so far: against what a remote
+    /// source fetched ([`Archive::transfer`]), the fetch amplification.
+    pub fn compressed_decoded(&self) -> u64 {
+        self.cache.compressed_bytes.load(Ordering::Relaxed)
+    }
+
     /// Decompressed bytes produced so far by those decodes: against the bytes
     /// written into stubs, the decode amplification.
     pub fn bytes_decoded(&self) -> u64 {
@@ -261,6 +270,37 @@ impl Archive {
             return 0..0;
         }
         self.table.frames_for(e.data_offset + offset, end - offset)
+    }
+
+    /// Tells the source that bytes `[offset, offset+len)` of `entry` will be
+    /// read: each run of adjacent frames not decoded yet is asked for as one
+    /// range (one request for a remote source; nothing for a local file).
+    pub fn prefetch(&self, entry: &Entry, offset: u64, len: u64) {
+        // Local files (no version) take no hints: keep the event path short.
+        if self.source.version().is_none() {
+            return;
+        }
+        let e = self.index.data_entry(entry);
+        let mut run: Option<std::ops::Range<u64>> = None;
+        for i in self.frames_for(e, offset, len) {
+            let r = self.table.compressed_offset(i)..self.table.compressed_offset(i) + u64::from(self.table.frame(i).compressed);
+            match (&mut run, self.cache.has(i)) {
+                (Some(cur), false) if cur.end == r.start => cur.end = r.end,
+                (_, true) => {
+                    if let Some(done) = run.take() {
+                        self.source.prefetch(done);
+                    }
+                }
+                (_, false) => {
+                    if let Some(done) = run.replace(r) {
+                        self.source.prefetch(done);
+                    }
+                }
+            }
+        }
+        if let Some(done) = run {
+            self.source.prefetch(done);
+        }
     }
 
     /// Reads `entry`'s data at `offset` into `buf`; returns the bytes read
@@ -296,7 +336,11 @@ impl Archive {
 
     /// Frame `i`, decoded through the cache (single flight).
     pub fn frame(&self, i: usize) -> Result<Arc<Vec<u8>>, Error> {
-        self.cache.get(i, || self.decode_frame(i))
+        self.cache.get(i, || {
+            let out = self.decode_frame(i)?;
+            self.cache.compressed_bytes.fetch_add(u64::from(self.table.frame(i).compressed), Ordering::Relaxed);
+            Ok(out)
+        })
     }
 
     /// Decodes frame `i` from the source, bypassing the cache, checking sizes and checksums.
@@ -457,6 +501,7 @@ struct FrameCache {
     inner: Mutex<CacheInner>,
     decodes: AtomicU64,
     decoded_bytes: AtomicU64,
+    compressed_bytes: AtomicU64,
 }
 
 #[derive(Default)]
@@ -473,7 +518,13 @@ impl FrameCache {
             inner: Mutex::default(),
             decodes: AtomicU64::new(0),
             decoded_bytes: AtomicU64::new(0),
+            compressed_bytes: AtomicU64::new(0),
         }
+    }
+
+    /// True if frame `i` is decoded (or being decoded) in the cache.
+    fn has(&self, i: usize) -> bool {
+        self.inner.lock().unwrap().slots.contains_key(&i)
     }
 
     fn get(&self, i: usize, decode: impl FnOnce() -> Result<Vec<u8>, Error>) -> Result<Arc<Vec<u8>>, Error> {

@@ -468,6 +468,9 @@ struct Inner {
     len: u64,
     version: Version,
     ranges: Mutex<Ranges>,
+    /// Set by the first [`Source::prefetch`]: a reader that says what it
+    /// needs gets no speculative readahead (it would run past what it needs).
+    hinted: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {
@@ -532,7 +535,8 @@ impl RemoteSource {
         let mut ranges = Ranges::default();
         ranges.insert(meta.size - tail.len() as u64, tail, opts.cache_bytes.max(TAIL_PREFETCH as usize));
         tracing::debug!("{shown}: {} bytes, version {}", meta.size, version.text());
-        Ok(RemoteSource { inner: Arc::new(Inner { conn, len: meta.size, version, ranges: Mutex::new(ranges) }), rt })
+        let inner = Inner { conn, len: meta.size, version, ranges: Mutex::new(ranges), hinted: Default::default() };
+        Ok(RemoteSource { inner: Arc::new(inner), rt })
     }
 
     fn spawn(&self, new: Vec<NewFlight>) {
@@ -561,7 +565,8 @@ impl Source for RemoteSource {
         let want = offset..end;
         let (parts, ahead) = {
             let mut g = self.inner.ranges.lock().unwrap();
-            let window = g.sequential(&want, self.inner.conn.opts.readahead_max);
+            let max = if self.inner.hinted.load(Ordering::Relaxed) { 0 } else { self.inner.conn.opts.readahead_max };
+            let window = g.sequential(&want, max);
             let stretch = end.saturating_add(window).min(self.inner.len);
             let (parts, new) = g.plan(want.clone(), stretch);
             // Readahead past what the read itself starts: only when at least
@@ -605,6 +610,16 @@ impl Source for RemoteSource {
 
     fn transfer(&self) -> Transfer {
         Transfer { requests: self.inner.conn.requests.load(Ordering::Relaxed), bytes: self.inner.conn.bytes.load(Ordering::Relaxed) }
+    }
+
+    fn prefetch(&self, range: Range<u64>) {
+        self.inner.hinted.store(true, Ordering::Relaxed);
+        let range = range.start..range.end.min(self.inner.len);
+        if range.is_empty() {
+            return;
+        }
+        let (_, new) = self.inner.ranges.lock().unwrap().plan(range.clone(), range.end);
+        self.spawn(new);
     }
 }
 

@@ -95,6 +95,10 @@ pub struct ServeStats {
     /// Bytes received from a remote archive.
     #[serde(default)]
     pub remote_bytes: u64,
+    /// Compressed bytes of the frames decoded (what a remote archive had to
+    /// send at the least, besides its index).
+    #[serde(default)]
+    pub compressed_decoded: u64,
     /// The frame cache budget in force, in bytes.
     #[serde(default)]
     pub cache_budget: u64,
@@ -258,6 +262,7 @@ impl Ctx {
             cache_budget: self.hydrator.archive().cache_budget() as u64,
             remote_requests: self.hydrator.archive().transfer().requests,
             remote_bytes: self.hydrator.archive().transfer().bytes,
+            compressed_decoded: self.hydrator.archive().compressed_decoded(),
             event_time_us: c.event_ns.load(Ordering::Relaxed) / 1000,
             uptime_s: started.elapsed().as_secs_f64(),
         }

@@ -59,6 +59,8 @@ pub struct Status {
     pub remote_requests: u64,
     /// Bytes the last serve received from a remote archive.
     pub remote_bytes: u64,
+    /// Compressed bytes of the frames the last serve decoded.
+    pub compressed_decoded: u64,
 }
 
 /// True if `f` is a complete file that came from the archive (not one a user added).
@@ -126,6 +128,7 @@ pub fn status(dir: &Path) -> Result<Status, Error> {
         s.chunks_written = st.chunks_written;
         s.remote_requests = st.remote_requests;
         s.remote_bytes = st.remote_bytes;
+        s.compressed_decoded = st.compressed_decoded;
     }
     Ok(s)
 }

@@ -71,6 +71,17 @@ fn cat_of_one_file_takes_few_requests_and_ls_info_verify_extract_work() {
     let tail = 256 * 1024;
     assert!(bytes <= tail + 2 * 1024 * 1024, "cat fetched {bytes} bytes");
 
+    // A file of several frames: its adjacent frames come in one request.
+    let big = s.join("big");
+    fs::create_dir_all(big.join("src")).unwrap();
+    fs::write(big.join("src/big"), data(77, 5 << 20)).unwrap();
+    fs::write(big.join("src/later"), data(78, 3 << 20)).unwrap();
+    pack(&big.join("src"), &big.join("a.tar.zst"), "1M");
+    let (big_url, _) = publish(&big.join("a.tar.zst"), "cat-big");
+    let run = thaw([OsStr::new("-v"), OsStr::new("cat"), OsStr::new(&big_url), OsStr::new("big")]).ok();
+    assert!(run.stdout == fs::read(big.join("src/big")).unwrap(), "cat big: wrong bytes");
+    assert_eq!(transfer(&run.stderr).0, 2, "cat of a 5-frame file: tail + one request; {}", run.stderr);
+
     let ls = thaw([OsStr::new("ls"), OsStr::new(&url)]).ok();
     assert_eq!(String::from_utf8_lossy(&ls.stdout).lines().filter(|l| l.starts_with('f')).count(), 40);
     let info = thaw([OsStr::new("info"), OsStr::new("--json"), OsStr::new(&url)]).ok();
