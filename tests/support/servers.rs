@@ -13,6 +13,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+/// Starts `cmd` from a thread that lives as long as the test process, with
+/// a parent-death signal: the server dies with the tests (a static is
+/// never dropped), and not before (the signal follows the spawning thread).
+fn spawn_for_life(mut cmd: Command) -> std::io::Result<Child> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        thaw::sys::process::kill_with_parent(&mut cmd);
+        let _ = tx.send(cmd.spawn());
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().expect("spawner thread")
+}
+
 /// A loopback port free right now.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -79,16 +94,9 @@ impl Nginx {
         .unwrap();
         let log = dir.join("nginx.out");
         let out = std::fs::File::create(&log).unwrap();
-        let mut child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("start nginx");
+        let mut cmd = Command::new(bin);
+        cmd.arg("-c").arg(&conf).arg("-p").arg(dir).stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out);
+        let mut child = spawn_for_life(cmd).expect("start nginx");
         wait_listening(port, "nginx", &mut child, &dir.join("error.log"));
         Nginx { child, port, root, access_log }
     }
@@ -133,12 +141,9 @@ impl Moto {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("thaw-moto.{}.log", std::process::id()));
         let out = std::fs::File::create(&log).unwrap();
-        let mut child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
+        let mut cmd = Command::new("moto_server");
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out);
+        let mut child = spawn_for_life(cmd)
             .unwrap_or_else(|e| panic!("cannot start moto_server ({e}): pip install 'moto[server]'; the S3 tests need it"));
         wait_listening(port, "moto_server", &mut child, &log);
         Moto { child, port }
