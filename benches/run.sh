@@ -10,8 +10,9 @@ ROOT=$(dirname "$BENCH")
 source "$BENCH/lib.sh"
 
 ALL_WORKLOADS=(archive read_at kernel dataset seqread hotread ci)
-# Run only when named with --only (the 10-minute soak of issue #7).
-ONLY_WORKLOADS=(soak)
+# Run only when named with --only (the 10-minute soak of issue #7; the
+# remote workload of issue #11, which makes a network namespace).
+ONLY_WORKLOADS=(soak remote)
 
 usage() {
     cat <<EOF
@@ -21,7 +22,8 @@ usage: benches/run.sh [--quick] [--defconfig] [--only NAME[,NAME...]] [--reps N]
                 the packages are installed and the inputs prepared
   --defconfig   kernel workload builds defconfig instead of tinyconfig
   --only LIST   run only these workloads: ${ALL_WORKLOADS[*]}
-                (and soak, the 10-minute soak of issue #7, only when named)
+                (and soak, the 10-minute soak of issue #7, and remote, archives
+                over shaped HTTP of issue #11, only when named)
   --reps N      repetitions per variant (default 3; at least 3 unless --quick)
   --no-install  do not call apt-get / pip (everything must already be there)
 
@@ -83,7 +85,7 @@ NPROC=$(nproc)
 
 APT_PACKAGES=(linux-source-6.1 xz-utils bc bison flex libelf-dev libssl-dev make gcc g++ hyperfine
     python3 python3-venv python3-matplotlib python3-numpy fuse3 libfuse3-dev libzstd-dev zstd
-    time jq tar coreutils findutils util-linux binutils)
+    time jq tar coreutils findutils util-linux binutils nginx curl)
 
 install_deps() {
     local missing=()
@@ -164,6 +166,7 @@ kernel_archive() {
 cleanup() {
     local rc=$?
     local m j
+    if declare -F remote_down >/dev/null; then remote_down || true; fi
     for j in $(jobs -p); do
         kill "$j" 2>/dev/null || true
     done

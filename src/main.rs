@@ -41,6 +41,10 @@ struct Cli {
     /// Log more: -v info (serve and run: every event), -vv debug, -vvv trace
     #[arg(short, long, action = clap::ArgAction::Count, global = true, display_order = 100)]
     verbose: u8,
+    /// Requests in flight at once to a remote archive (http://, https://, s3://);
+    /// default THAW_REMOTE_CONCURRENCY, else 8
+    #[arg(long, global = true, display_order = 101)]
+    remote_concurrency: Option<usize>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -304,15 +308,36 @@ fn bar(what: &str) -> ProgressBar {
 /// Opens an archive for the rest of the process: it is never freed, since
 /// dropping a large index entry by entry only slows the exit.
 fn open(path: &Path) -> Result<&'static Archive> {
-    open_shared(path).map(|a| &*Box::leak(Box::new(a)))
+    let a: &'static Archive = Box::leak(Box::new(open_shared(path, None)?));
+    let _ = OPENED.set(a);
+    Ok(a)
 }
 
-fn open_shared(path: &Path) -> Result<Archive> {
+/// The archive a command opened, for the transfer figures logged at the end.
+static OPENED: std::sync::OnceLock<&'static Archive> = std::sync::OnceLock::new();
+
+/// Opens ARCHIVE (a path or a URL) to serve `dir`: a remote archive is read
+/// at the version `populate` recorded for that same URL, or not at all.
+fn open_for_dir(path: &Path, dir: &Path) -> Result<Archive> {
+    let info = thaw::tree::stage::Stage::new(dir).info().ok();
+    let version = info.filter(|i| i.archive.as_path() == path).and_then(|i| i.archive_version);
+    open_shared(path, version.as_deref())
+}
+
+/// Logs what a remote archive cost (`-v`): requests and bytes.
+fn log_transfer(a: &Archive) {
+    if archive::remote::is_remote(Path::new(&a.source_name())) {
+        let t = a.transfer();
+        tracing::info!("{}: {} requests, {} bytes received", a.source_name(), t.requests, t.bytes);
+    }
+}
+
+fn open_shared(path: &Path, version: Option<&str>) -> Result<Archive> {
     let started = std::time::Instant::now();
-    let a = Archive::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let a = archive::remote::open(path, version).with_context(|| format!("cannot open {}", archive::remote::shown(path)))?;
     tracing::info!(
         "{}: {} entries, {} frames, index read in {:.1} ms",
-        path.display(),
+        archive::remote::shown(path),
         a.entry_count(),
         a.seek_table().len(),
         started.elapsed().as_secs_f64() * 1e3
@@ -361,7 +386,21 @@ fn main() {
     thaw::sys::process::default_sigpipe();
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    match run(cli) {
+    let mut remote = archive::remote::RemoteOptions::from_env();
+    if let Some(n) = cli.remote_concurrency {
+        remote.concurrency = n.max(1);
+    }
+    // The daemon reads ahead itself, within a file (--readahead); the
+    // source's byte-level readahead would run past the ends of files.
+    if matches!(cli.cmd, Cmd::Serve { .. } | Cmd::Run { .. }) && std::env::var_os("THAW_REMOTE_READAHEAD").is_none() {
+        remote.readahead_max = 0;
+    }
+    archive::remote::set_defaults(remote);
+    let result = run(cli);
+    if let Some(a) = OPENED.get() {
+        log_transfer(a);
+    }
+    match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             if e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)) {
@@ -425,16 +464,17 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Verify { target } => verify_archive(&target),
         Cmd::Populate { archive, dir, threads } => populate(&archive, &dir, threads),
         Cmd::Serve { archive, dir, opts } => {
-            let a = Arc::new(open_shared(&archive)?);
+            let a = Arc::new(open_for_dir(&archive, &dir)?);
             let stop = Arc::new(AtomicBool::new(false));
             survive_broken_pipes()?;
             on_stop_signal(stop.clone(), || notify_systemd(&[NotifyState::Stopping, NotifyState::Status("stopping")]))?;
-            let stats = hydrate::serve(a, &dir, opts.options(verbose), &stop, &mut || {
+            let stats = hydrate::serve(a.clone(), &dir, opts.options(verbose), &stop, &mut || {
                 let _ = writeln!(io::stdout(), "ready: serving {} (stop with Ctrl-C or SIGTERM)", dir.display());
                 let _ = io::stdout().flush();
                 notify_systemd(&[NotifyState::Ready, NotifyState::Status(&format!("serving {}", dir.display()))]);
             })
             .with_context(|| format!("cannot serve {}", dir.display()))?;
+            log_transfer(&a);
             note!(
                 "stopped: {} events, {} chunks ({}) written, {} files completed, {} denied",
                 stats.events,
@@ -459,11 +499,31 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// Runs `write` on `output`, or for an `s3://` output on a temporary local
+/// file (in TMPDIR) that is then uploaded with a multipart upload and removed.
+fn with_output<T>(output: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    let url = match archive::remote::Location::parse(output)? {
+        archive::remote::Location::Local(p) => return write(&p),
+        archive::remote::Location::Remote(url) => url,
+    };
+    let tmp = std::env::temp_dir().join(format!(".thaw-upload-{}.tar.zst", std::process::id()));
+    let r = write(&tmp).and_then(|t| {
+        let n = archive::remote::upload(&tmp, &url)
+            .with_context(|| format!("cannot upload the archive to {}", archive::remote::shown(output)))?;
+        note!("uploaded {} to {}", human(n), archive::remote::shown(output));
+        Ok(t)
+    });
+    let _ = std::fs::remove_file(&tmp);
+    r
+}
+
 /// `thaw pack`
 fn pack(src: &Path, output: &Path, opts: &PackOpts) -> Result<i32> {
     let pb = bar("packing");
-    let s = archive::pack::pack(src, output, opts.writer(), &|t| pb.set_length(t), &|n| pb.inc(n))
-        .with_context(|| format!("cannot pack {} into {}", src.display(), output.display()))?;
+    let s = with_output(output, |out| {
+        archive::pack::pack(src, out, opts.writer(), &|t| pb.set_length(t), &|n| pb.inc(n))
+            .with_context(|| format!("cannot pack {} into {}", src.display(), archive::remote::shown(output)))
+    })?;
     pb.finish_and_clear();
     warn_all(&s.warnings);
     note!(
@@ -481,8 +541,10 @@ fn pack(src: &Path, output: &Path, opts: &PackOpts) -> Result<i32> {
 fn convert(input: &Path, output: &Path, opts: &PackOpts) -> Result<i32> {
     let pb = bar("converting");
     pb.set_length(std::fs::metadata(input).map(|m| m.len()).unwrap_or(0));
-    let s = archive::convert::convert(input, output, opts.writer(), &|n| pb.inc(n))
-        .with_context(|| format!("cannot convert {} into {}", input.display(), output.display()))?;
+    let s = with_output(output, |out| {
+        archive::convert::convert(input, out, opts.writer(), &|n| pb.inc(n))
+            .with_context(|| format!("cannot convert {} into {}", input.display(), archive::remote::shown(output)))
+    })?;
     pb.finish_and_clear();
     warn_all(&s.warnings);
     note!("converted {} entries, id {}", s.entries, archive::index::id_hex(&s.id));
@@ -538,6 +600,7 @@ fn cat(archive: &Path, path: &Path) -> Result<i32> {
     if data.kind != EntryKind::File {
         bail!("{}: is a {:?}, not a regular file", path.display(), e.kind);
     }
+    a.prefetch(&data, 0, data.size);
     let out = io::stdout();
     let mut out = out.lock();
     // Piece-sized reads, so each piece is verified once; a file of several
@@ -546,7 +609,8 @@ fn cat(archive: &Path, path: &Path) -> Result<i32> {
     let mut whole = xxhash_rust::xxh3::Xxh3::new();
     let mut off = 0;
     while off < data.size {
-        let n = a.read_at(&data, off, &mut buf).with_context(|| format!("{}: reading {}", archive.display(), path.display()))?;
+        let n =
+            a.read_at(&data, off, &mut buf).with_context(|| format!("{}: reading {}", archive::remote::shown(archive), path.display()))?;
         out.write_all(&buf[..n])?;
         whole.update(&buf[..n]);
         off += n as u64;
@@ -564,7 +628,7 @@ fn extract(archive: &Path, dir: &Path, t: Option<usize>) -> Result<i32> {
     let pb = bar("extracting");
     pb.set_length(a.entries()?.iter().map(|e| e.size).sum());
     let s = thaw::tree::extract::extract(a, dir, threads(t), &|n| pb.inc(n))
-        .with_context(|| format!("cannot extract {} into {}", archive.display(), dir.display()))?;
+        .with_context(|| format!("cannot extract {} into {}", archive::remote::shown(archive), dir.display()))?;
     pb.finish_and_clear();
     warn_all(&s.warnings);
     note!("extracted {} entries, {}", s.entries, human(s.bytes));
@@ -586,7 +650,7 @@ fn info(archive: &Path, json: bool) -> Result<i32> {
     let ratio = a.file_len() as f64 / t.stream_len().max(1) as f64;
     if json {
         let info = serde_json::json!({
-            "archive": archive.display().to_string(),
+            "archive": archive::remote::shown(archive),
             "format_version": a.version(),
             "id": a.id_hex(),
             "entries": a.entry_count(),
@@ -604,7 +668,7 @@ fn info(archive: &Path, json: bool) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(0);
     }
-    println!("archive        {}", archive.display());
+    println!("archive        {}", archive::remote::shown(archive));
     println!("format         {} (thaw archive, seekable .tar.zst)", a.version());
     println!("id             {}", a.id_hex());
     println!(
@@ -658,13 +722,13 @@ fn verify_archive(archive: &Path) -> Result<i32> {
     let r = archive::verify::verify(a, &|n| pb.inc(n))?;
     pb.finish_and_clear();
     for p in &r.problems {
-        note!("{}: {p}", archive.display());
+        note!("{}: {p}", archive::remote::shown(archive));
     }
     if !r.problems.is_empty() {
-        note!("{}: {} problem(s)", archive.display(), r.problems.len());
+        note!("{}: {} problem(s)", archive::remote::shown(archive), r.problems.len());
         return Ok(1);
     }
-    println!("{}: ok ({} frames, {} entries checked)", archive.display(), r.frames, r.entries_checked);
+    println!("{}: ok ({} frames, {} entries checked)", archive::remote::shown(archive), r.frames, r.entries_checked);
     Ok(0)
 }
 
@@ -673,7 +737,7 @@ fn populate(archive: &Path, dir: &Path, t: Option<usize>) -> Result<i32> {
     let a = open(archive)?;
     let started = std::time::Instant::now();
     let s = thaw::tree::populate::populate(a, archive, dir, threads(t))
-        .with_context(|| format!("cannot populate {} from {}", dir.display(), archive.display()))?;
+        .with_context(|| format!("cannot populate {} from {}", dir.display(), archive::remote::shown(archive)))?;
     warn_all(&s.warnings);
     note!(
         "populated {} entries ({} stubs, {}) in {:.2}s; `thaw serve {} {}` shows them",
@@ -681,7 +745,7 @@ fn populate(archive: &Path, dir: &Path, t: Option<usize>) -> Result<i32> {
         s.stubs,
         human(s.bytes),
         started.elapsed().as_secs_f64(),
-        archive.display(),
+        archive::remote::shown(archive),
         dir.display()
     );
     Ok(0)
@@ -810,15 +874,16 @@ fn upgrade_to(dir: &Path, to: &Path) -> Result<i32> {
 
 /// `thaw run`: the library supervises; this prints what it did.
 fn run_command(archive: &Path, dir: &Path, opts: ServeOptions, command: &[std::ffi::OsString]) -> Result<i32> {
-    let a = Arc::new(open_shared(archive)?);
+    let a = Arc::new(open_for_dir(archive, dir)?);
     let interrupted = Arc::new(AtomicBool::new(false));
     survive_broken_pipes()?;
     on_stop_signal(interrupted.clone(), || {})?;
-    let out = hydrate::supervise::run(a, archive, dir, opts, command, &interrupted)
+    let out = hydrate::supervise::run(a.clone(), archive, dir, opts, command, &interrupted)
         .with_context(|| format!("cannot run {:?} on {}", command[0], dir.display()))?;
     if let Some(s) = &out.populated {
         note!("thaw: populated {} entries ({} stubs)", s.entries, s.stubs);
     }
+    log_transfer(&a);
     let st = &out.stats;
     note!("thaw: {} events, {} written, {} files completed", st.events, human(st.bytes_written), st.files_completed);
     Ok(out.code)

@@ -12,12 +12,13 @@ pub mod members;
 pub mod pack;
 pub mod partial;
 pub mod reader;
+pub mod remote;
 pub mod seek_table;
 pub mod verify;
 pub mod writer;
 
 pub use index::{Entry, EntryKind, Index};
-pub use reader::{Archive, ChunkBytes, FileSource, Source};
+pub use reader::{Archive, ChunkBytes, FileSource, Source, Transfer};
 pub use seek_table::SeekTable;
 pub use writer::{ArchiveWriter, WriterOptions};
 

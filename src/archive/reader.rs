@@ -31,6 +31,27 @@ pub trait Source: Send + Sync {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), Error>;
     /// A name for messages (the path or URL).
     fn name(&self) -> String;
+    /// What identifies the version of the object read (an ETag): a remote
+    /// source pins it at open. `None` for local files.
+    fn version(&self) -> Option<String> {
+        None
+    }
+    /// Requests made and bytes fetched so far (zero for a local file).
+    fn transfer(&self) -> Transfer {
+        Transfer::default()
+    }
+    /// A hint that `range` will be read soon: a remote source starts
+    /// fetching it (one request for the whole run) without waiting.
+    fn prefetch(&self, _range: std::ops::Range<u64>) {}
+}
+
+/// What a remote [`Source`] fetched: the figures tests and benchmarks assert.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Transfer {
+    /// Range requests sent (each retry counts once more).
+    pub requests: u64,
+    /// Bytes of archive received.
+    pub bytes: u64,
 }
 
 /// A local archive read with `pread`. (Not mmap: a file truncated under a
@@ -294,6 +315,16 @@ impl Archive {
         self.source.name()
     }
 
+    /// The version of the object the source pinned at open (see [`Source::version`]).
+    pub fn source_version(&self) -> Option<String> {
+        self.source.version()
+    }
+
+    /// Requests and bytes the source fetched so far (see [`Source::transfer`]).
+    pub fn transfer(&self) -> Transfer {
+        self.source.transfer()
+    }
+
     /// Size of the whole archive file in bytes.
     pub fn file_len(&self) -> u64 {
         self.source.len()
@@ -312,6 +343,12 @@ impl Archive {
     /// Index blocks decoded so far through the block cache (format 2).
     pub fn blocks_decoded(&self) -> u64 {
         self.catalog.blocks_decoded()
+    }
+
+    /// Compressed bytes of the frames decoded so far: against what a remote
+    /// source fetched ([`Archive::transfer`]), the fetch amplification.
+    pub fn compressed_decoded(&self) -> u64 {
+        self.cache.compressed_bytes.load(Ordering::Relaxed)
     }
 
     /// Decompressed bytes produced so far by those decodes: against the bytes
@@ -490,6 +527,7 @@ impl Archive {
             return Ok(None);
         }
         let f = self.table.frame(i);
+        self.cache.compressed_bytes.fetch_add(u64::from(f.compressed), Ordering::Relaxed);
         let pf = PartialFrame::new(src, f.decompressed as usize).map_err(|e| Error::Frame { frame: i, why: e.to_string() })?;
         self.cache.decodes.fetch_add(1, Ordering::Relaxed);
         let mut g = self.partial.lock().unwrap_or_else(|p| p.into_inner());
@@ -504,6 +542,41 @@ impl Archive {
 
     fn drop_partial(&self, i: usize) {
         self.partial.lock().unwrap_or_else(|p| p.into_inner()).frames.remove(&i);
+    }
+
+    fn partial_has(&self, i: usize) -> bool {
+        self.partial.lock().unwrap_or_else(|p| p.into_inner()).frames.contains_key(&i)
+    }
+
+    /// Tells the source that bytes `[offset, offset+len)` of `entry` will be
+    /// read: each run of adjacent frames not decoded yet is asked for as one
+    /// range (one request for a remote source; nothing for a local file).
+    pub fn prefetch(&self, entry: &Entry, offset: u64, len: u64) {
+        // Local files (no version) take no hints: keep the event path short.
+        if self.source.version().is_none() {
+            return;
+        }
+        let Ok(e) = self.data_entry(entry) else { return };
+        let mut run: Option<std::ops::Range<u64>> = None;
+        for i in self.frames_for(&e, offset, len) {
+            let r = self.table.compressed_offset(i)..self.table.compressed_offset(i) + u64::from(self.table.frame(i).compressed);
+            match (&mut run, self.cache.has(i) || self.partial_has(i)) {
+                (Some(cur), false) if cur.end == r.start => cur.end = r.end,
+                (_, true) => {
+                    if let Some(done) = run.take() {
+                        self.source.prefetch(done);
+                    }
+                }
+                (_, false) => {
+                    if let Some(done) = run.replace(r) {
+                        self.source.prefetch(done);
+                    }
+                }
+            }
+        }
+        if let Some(done) = run {
+            self.source.prefetch(done);
+        }
     }
 
     /// Reads `entry`'s data at `offset` into `buf`; returns the bytes read
@@ -553,7 +626,11 @@ impl Archive {
 
     /// Frame `i`, decoded through the cache (single flight).
     pub fn frame(&self, i: usize) -> Result<Arc<Vec<u8>>, Error> {
-        self.cache.get(i, || self.decode_frame(i).map(|v| (v, self.table.frame(i).decompressed as usize)))
+        self.cache.get(i, || {
+            let out = self.decode_frame(i)?;
+            self.cache.compressed_bytes.fetch_add(u64::from(self.table.frame(i).compressed), Ordering::Relaxed);
+            Ok((out, self.table.frame(i).decompressed as usize))
+        })
     }
 
     /// The compressed bytes of frame `i`.
@@ -752,6 +829,7 @@ pub(crate) struct Cache<T> {
     inner: Mutex<CacheInner<T>>,
     pub(crate) decodes: AtomicU64,
     decoded_bytes: AtomicU64,
+    compressed_bytes: AtomicU64,
 }
 
 struct CacheInner<T> {
@@ -767,7 +845,13 @@ impl<T> Cache<T> {
             inner: Mutex::new(CacheInner { slots: HashMap::new(), bytes: 0, tick: 0 }),
             decodes: AtomicU64::new(0),
             decoded_bytes: AtomicU64::new(0),
+            compressed_bytes: AtomicU64::new(0),
         }
+    }
+
+    /// True if `i` is decoded (or being decoded) in the cache.
+    fn has(&self, i: usize) -> bool {
+        self.inner.lock().unwrap().slots.contains_key(&i)
     }
 
     /// True if `i` is decoded and cached.

@@ -100,6 +100,16 @@ pub struct ServeStats {
     /// the decode amplification).
     #[serde(default)]
     pub bytes_decoded: u64,
+    /// Range requests sent to a remote archive (0 for a local one).
+    #[serde(default)]
+    pub remote_requests: u64,
+    /// Bytes received from a remote archive.
+    #[serde(default)]
+    pub remote_bytes: u64,
+    /// Compressed bytes of the frames decoded (what a remote archive had to
+    /// send at the least, besides its index).
+    #[serde(default)]
+    pub compressed_decoded: u64,
     /// The frame cache budget in force, in bytes.
     #[serde(default)]
     pub cache_budget: u64,
@@ -270,6 +280,9 @@ impl Ctx {
             frames_decoded: self.hydrator.archive().frames_decoded(),
             bytes_decoded: self.hydrator.archive().bytes_decoded(),
             cache_budget: self.hydrator.archive().cache_budget() as u64,
+            remote_requests: self.hydrator.archive().transfer().requests,
+            remote_bytes: self.hydrator.archive().transfer().bytes,
+            compressed_decoded: self.hydrator.archive().compressed_decoded(),
             event_time_us: c.event_ns.load(Ordering::Relaxed) / 1000,
             uptime_s: started.elapsed().as_secs_f64(),
             watched: match self.watch.0 {

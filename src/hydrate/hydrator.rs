@@ -303,6 +303,7 @@ impl Hydrator {
     /// rayon: callers block on condvars, and a rayon join could steal such a
     /// blocked task and deadlock).
     fn write_chunks(&self, st: &FileState, fd: BorrowedFd<'_>, chunks: &[usize], cur_size: u64) -> Vec<(usize, Result<(), Error>)> {
+        self.prefetch(st, chunks);
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(chunks.len());
         if threads <= 1 {
             return chunks.iter().map(|&k| (k, self.write_chunk(st, fd, k, cur_size))).collect();
@@ -319,6 +320,23 @@ impl Hydrator {
             // its chunks back as it unwinds.
             handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
         })
+    }
+
+    /// Asks the archive's source for the frames of `chunks` up front, one
+    /// range per run of adjacent chunks (a remote archive: one request each).
+    fn prefetch(&self, st: &FileState, chunks: &[usize]) {
+        let a = &self.archive;
+        let mut i = 0;
+        while i < chunks.len() {
+            let mut j = i;
+            while j + 1 < chunks.len() && chunks[j + 1] == chunks[j] + 1 {
+                j += 1;
+            }
+            let (s, _) = st.chunks.range(chunks[i]);
+            let (_, e) = st.chunks.range(chunks[j]);
+            a.prefetch(&st.data, s, e - s);
+            i = j + 1;
+        }
     }
 
     fn write_chunk(&self, st: &FileState, fd: BorrowedFd<'_>, k: usize, cur_size: u64) -> Result<(), Error> {

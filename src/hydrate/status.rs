@@ -55,6 +55,12 @@ pub struct Status {
     pub bytes_decoded: u64,
     /// Chunks the daemon wrote into stubs, from its last `stats.json`.
     pub chunks_written: u64,
+    /// Range requests the last serve sent to a remote archive.
+    pub remote_requests: u64,
+    /// Bytes the last serve received from a remote archive.
+    pub remote_bytes: u64,
+    /// Compressed bytes of the frames the last serve decoded.
+    pub compressed_decoded: u64,
 }
 
 /// True if `f` is a complete file that came from the archive (not one a user added).
@@ -90,7 +96,7 @@ pub fn status(dir: &Path) -> Result<Status, Error> {
     let stage = Stage::open(dir)?;
     let info = stage.info()?;
     // The index tells archive files from files users added; without it, all count.
-    let archive = Archive::open(&info.archive).ok();
+    let archive = crate::archive::remote::open(&info.archive, info.archive_version.as_deref()).ok();
     // The whole index up front (format 2 reads blocks on demand otherwise).
     let archive = archive.filter(|a| a.index().is_ok());
     let mut s = Status { dir: dir.to_path_buf(), archive: info.archive, id: info.id, served: stage.is_served(), ..Default::default() };
@@ -123,6 +129,9 @@ pub fn status(dir: &Path) -> Result<Status, Error> {
         s.frames_decoded = st.frames_decoded;
         s.bytes_decoded = st.bytes_decoded;
         s.chunks_written = st.chunks_written;
+        s.remote_requests = st.remote_requests;
+        s.remote_bytes = st.remote_bytes;
+        s.compressed_decoded = st.compressed_decoded;
     }
     Ok(s)
 }
@@ -170,7 +179,7 @@ pub fn hydrate(dir: &Path, archive: Option<Arc<Archive>>, paths: &[PathBuf], pro
     let _lock = stage.lock()?;
     let archive = match archive {
         Some(a) => a,
-        None => Arc::new(Archive::open(&info.archive)?),
+        None => Arc::new(crate::archive::remote::open(&info.archive, info.archive_version.as_deref())?),
     };
     stage.check_archive(&archive)?;
     let hyd = Hydrator::new(archive);
@@ -209,7 +218,7 @@ pub fn verify_tree(dir: &Path, archive: Option<Arc<Archive>>) -> Result<TreeVeri
     let info = stage.info()?;
     let archive = match archive {
         Some(a) => a,
-        None => Arc::new(Archive::open(&info.archive)?),
+        None => Arc::new(crate::archive::remote::open(&info.archive, info.archive_version.as_deref())?),
     };
     stage.check_archive(&archive)?;
     let files = stage.tree_files()?;

@@ -112,8 +112,17 @@ pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usi
         summary.bytes += e.size;
     }
     finish_tree(&target, entries, &mut summary.warnings)?;
-    let archive_abs = std::fs::canonicalize(archive_path).unwrap_or_else(|_| archive_path.to_path_buf());
-    stage.write_info(&StageInfo { archive: archive_abs, id, format_version: archive.version(), stubs_version: STUBS_VERSION })?;
+    let archive_abs = match crate::archive::remote::is_remote(archive_path) {
+        true => archive_path.to_path_buf(),
+        false => std::fs::canonicalize(archive_path).unwrap_or_else(|_| archive_path.to_path_buf()),
+    };
+    stage.write_info(&StageInfo {
+        archive: archive_abs,
+        id,
+        format_version: archive.version(),
+        stubs_version: STUBS_VERSION,
+        archive_version: archive.source_version(),
+    })?;
     Ok(summary)
 }
 
@@ -147,7 +156,7 @@ pub fn upgrade(dir: &Path) -> Result<UpgradeSummary, Error> {
     if info.stubs_version >= STUBS_VERSION {
         return Ok(UpgradeSummary { already_current: true, ..Default::default() });
     }
-    let archive = Archive::open(&info.archive)?;
+    let archive = crate::archive::remote::open(&info.archive, info.archive_version.as_deref())?;
     if archive.id_hex() != info.id {
         return Err(Error::Refused {
             path: shown,

@@ -76,7 +76,7 @@ struct Fds {
 /// What `populate` records about the archive a stage came from.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct StageInfo {
-    /// The archive's absolute path, which `serve` and `status` open again.
+    /// The archive's absolute path or its URL, which `serve` and `status` open again.
     pub archive: PathBuf,
     /// The archive's id in hex: the archive found there later must match.
     pub id: String,
@@ -85,6 +85,10 @@ pub struct StageInfo {
     /// Marker version of the stubs ([`STUBS_VERSION`]); 1 when absent (thaw 0.1).
     #[serde(default = "legacy_stubs")]
     pub stubs_version: u32,
+    /// For a remote archive, the object's version (ETag, or Last-Modified
+    /// and size) `populate` read: every later request is conditional on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_version: Option<String>,
 }
 
 fn legacy_stubs() -> u32 {
@@ -479,6 +483,18 @@ impl Stage {
                     archive.source_name()
                 ),
             });
+        }
+        let same_place = info.archive.as_os_str() == archive.source_name().as_str();
+        if let (true, Some(was), Some(now)) = (same_place, &info.archive_version, archive.source_version()) {
+            if *was != now {
+                return Err(Error::Refused {
+                    path: self.dir.display().to_string(),
+                    why: format!(
+                        "populated from {} at version {was}, but it is now {now}: the object was replaced",
+                        info.archive.display()
+                    ),
+                });
+            }
         }
         Ok(info)
     }

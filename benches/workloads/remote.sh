@@ -1,0 +1,241 @@
+# Workload "remote" (issue #11; only with --only remote): archives read over
+# HTTP from nginx through a shaped network (100 Mbit/s, 20 ms RTT). thaw
+# reads the URL directly; the baseline downloads the whole archive (curl),
+# extracts it, then does the same work. Parts (THAW_BENCH_REMOTE_PARTS,
+# default "ci kernel dataset"):
+#   ci      the ci workload's cargo project + target/: restore + no-op build
+#           vs download + extract + no-op build (goal <= 0.10x)
+#   kernel  the kernel workload's tree: ready + build (tinyconfig; --quick:
+#           only `make tinyconfig`) vs download + extract + build (<= 0.80x)
+#   dataset 1 % of the dataset workload's files: thaw vs download + extract
+#           + the job, and vs ratarmount reading the same URL when it can
+# Figures also include bytes received and requests (nginx's access log, and
+# thaw's own counters from `status --json`).
+#
+# The network: this kernel has no sch_netem (`tc qdisc add ... netem` fails
+# with "qdisc kind unknown"), so the link is made in user space: nginx
+# listens on one loopback port, benches/helpers/shaper.py relays another
+# port to it as a 100 Mbit/s link with 10 ms one-way delay per direction
+# (RTT 20 ms), shared by all connections. Every client (thaw, curl,
+# ratarmount) uses the shaped port. Everything stays on 127.0.0.1.
+# Sourced by run.sh.
+
+REMOTE_NGINX_PORT=8731
+REMOTE_PORT=8732
+
+# Starts nginx and the shaping relay in front of it.
+remote_up() {
+    RDIR=$WORK/remote
+    RWWW=$RDIR/www
+    mkdir -p "$RWWW" "$RDIR/tmp"
+    command -v nginx >/dev/null || PATH=$PATH:/usr/sbin
+    command -v nginx >/dev/null || die "remote: nginx is not installed (apt-get install nginx)"
+    cat >"$RDIR/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $RDIR/nginx.pid;
+error_log $RDIR/error.log;
+events { worker_connections 1024; }
+http {
+  log_format t '\$request_method \$uri "\$http_range" \$status \$body_bytes_sent';
+  access_log $RDIR/access.log t;
+  client_body_temp_path $RDIR/tmp; proxy_temp_path $RDIR/tmp; fastcgi_temp_path $RDIR/tmp;
+  uwsgi_temp_path $RDIR/tmp; scgi_temp_path $RDIR/tmp;
+  sendfile on;
+  server { listen 127.0.0.1:$REMOTE_NGINX_PORT; root $RWWW; }
+}
+EOF
+    : >"$RDIR/access.log"
+    nginx -c "$RDIR/nginx.conf" -p "$RDIR" >"$LOGS/remote-nginx.log" 2>&1 &
+    RNGINX=$!
+    "$PY" "$BENCH/helpers/shaper.py" $REMOTE_PORT $REMOTE_NGINX_PORT 100 10 >"$LOGS/remote-shaper.log" 2>&1 &
+    RSHAPER=$!
+    local i
+    for ((i = 0; i < 100; i++)); do
+        curl -s -o /dev/null "http://127.0.0.1:$REMOTE_PORT/" && break
+        sleep 0.1
+    done
+    curl -s -o /dev/null "http://127.0.0.1:$REMOTE_PORT/" ||
+        die "remote: nginx or the shaper did not start (see $RDIR/error.log, $LOGS/remote-shaper.log)"
+    log "remote: nginx on :$REMOTE_NGINX_PORT, $(head -n 1 "$LOGS/remote-shaper.log")"
+}
+
+remote_down() {
+    local p
+    for p in ${RSHAPER:-} ${RNGINX:-}; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    RNGINX="" RSHAPER=""
+    return 0
+}
+
+# publish FILE NAME: serves FILE as /NAME; sets RURL.
+publish() {
+    ln -f "$1" "$RWWW/$2" 2>/dev/null || cp "$1" "$RWWW/$2"
+    RURL=http://127.0.0.1:$REMOTE_PORT/$2
+}
+
+# Bytes nginx sent and requests it answered for /NAME since the log was cleared.
+served_bytes() { awk -v u="/$1" '$2 == u { s += $NF } END { print s + 0 }' "$RDIR/access.log"; }
+served_requests() { awk -v u="/$1" '$2 == u { n++ } END { print n + 0 }' "$RDIR/access.log"; }
+
+# download_extract NAME DIR: the baseline restore: the whole archive over
+# HTTP to a file beside DIR, then tar -I zstd -xf into DIR.
+download_extract() {
+    local url=$1 dir=$2 tmp
+    tmp=$(dirname "$dir")/download.tar.zst
+    curl -sf -o "$tmp" "$url" && mkdir -p "$dir" && tar -I zstd -xf "$tmp" -C "$dir" && rm -f "$tmp"
+}
+
+# remote_side WL NAME REP DIR ARCHIVE_NAME BUILD_CMD: one repetition of one
+# side; records restore, work, total, bytes and requests.
+remote_side() {
+    local wl=$1 v=$2 rep=$3 dir=$4 name=$5 build=$6 restore
+    fresh_dir "$dir"
+    drop_caches
+    : >"$RDIR/access.log"
+    if [[ $v == base ]]; then
+        timed "$wl-restore-base-$rep" bash -c "$(declare -f download_extract); download_extract '$RURL' '$dir'"
+        restore=$T_WALL
+        timed "$wl-work-base-$rep" bash -c "$build"
+        record "$wl" restore "download + extract" "$rep" "$restore" s
+        record "$wl" work "download + extract" "$rep" "$T_WALL" s
+        record "$wl" total "download + extract" "$rep" "$(calc "$restore + $T_WALL")" s
+        record "$wl" bytes_received "download + extract" "$rep" "$(served_bytes "$name")" B
+        record "$wl" requests "download + extract" "$rep" "$(served_requests "$name")" count
+    else
+        timed "$wl-restore-thaw-$rep" "$THAW" populate "$RURL" "$dir"
+        restore=$T_WALL
+        timed "$wl-work-thaw-$rep" "$THAW" run "$RURL" "$dir" -- bash -c "$build"
+        record "$wl" restore thaw "$rep" "$restore" s
+        record "$wl" work thaw "$rep" "$T_WALL" s
+        record "$wl" total thaw "$rep" "$(calc "$restore + $T_WALL")" s
+        local got js
+        got=$(served_bytes "$name")
+        record "$wl" bytes_received thaw "$rep" "$got" B
+        record "$wl" requests thaw "$rep" "$(served_requests "$name")" count
+        js=$(thaw_status "$dir")
+        printf '%s\n' "$js" >"$LOGS/$wl-thaw-$rep.status.json"
+        record "$wl" serve_remote_bytes thaw "$rep" "$(jq -r .remote_bytes <<<"$js")" B
+        record "$wl" serve_remote_requests thaw "$rep" "$(jq -r .remote_requests <<<"$js")" count
+        record "$wl" bytes_hydrated thaw "$rep" "$(jq -r .bytes_hydrated <<<"$js")" B
+        # The issue's figure: bytes received over the compressed bytes of the
+        # frames needed (decoded) plus the trailer (index + seek table).
+        local need trailer
+        trailer=$("$THAW" info --json "$RURL" | jq -r .index_and_seek_table_bytes)
+        need=$(jq -r .compressed_decoded <<<"$js")
+        record "$wl" frames_needed_bytes thaw "$rep" "$((need + trailer))" B
+        record "$wl" fetch_amplification thaw "$rep" "$(calc "$got / ($need + $trailer)")" ratio
+    fi
+}
+
+remote_ci() {
+    ci_inputs
+    publish "$CI_ARCHIVE" ci.tar.zst
+    local rep v name=ci.tar.zst
+    record remote-ci archive_bytes thaw 1 "$(stat -c %s "$CI_ARCHIVE")" B
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for v in $(order $rep base thaw); do
+            log "remote ci: $v, rep $rep"
+            remote_side remote-ci "$v" "$rep" "$CI_PROJ" "$name" \
+                "$(ci_build_cmd "$CI_PROJ" "$LOGS/remote-ci-$v-$rep.time" "$LOGS/remote-ci-$v-$rep.cargo.log")"
+            ci_check_noop "$LOGS/remote-ci-$v-$rep.cargo.log" "remote ci ($v, rep $rep)"
+        done
+    done
+    compare remote-ci total thaw "download + extract" "<=" 0.10 "issue #11 goal: restore + no-op build"
+    compare remote-ci bytes_received thaw "download + extract" info 0 "bytes over the network"
+    rm -rf "$(dirname "$CI_PROJ")"
+}
+
+remote_kernel() {
+    kernel_archive
+    publish "$KARCHIVE" linux.tar.zst
+    local rep v W=$WORK/remote-kernel
+    mkdir -p "$W"
+    record remote-kernel archive_bytes thaw 1 "$(stat -c %s "$KARCHIVE")" B
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for v in $(order $rep base thaw); do
+            log "remote kernel: $v, rep $rep"
+            local dir=$W/$v.box/linux
+            remote_side remote-kernel "$v" "$rep" "$dir" linux.tar.zst \
+                "$(kernel_build_cmd "$dir" "$W/result-$v-$rep.txt" "$W/build-$v-$rep.time")"
+        done
+        diff "$W/result-base-$rep.txt" "$W/result-thaw-$rep.txt" >"$LOGS/remote-kernel-result-$rep.diff" ||
+            die "remote kernel: the build under thaw differs (see $LOGS/remote-kernel-result-$rep.diff)"
+    done
+    compare remote-kernel total thaw "download + extract" "<=" 0.80 "issue #11 goal: ready + build"
+    compare remote-kernel bytes_received thaw "download + extract" info 0 "bytes over the network"
+    rm -rf "$W"
+}
+
+# The dataset part: 1 % of the files read by thaw from the URL; baselines:
+# download + extract + the job, and ratarmount reading the same URL when it
+# can (ratarmount 1.3.0 reads a plain .tar over http through fsspec, but
+# refuses any .tar.zst there: "Archive to open (<File-like object
+# HTTPFileSystem ...>) has unrecognized format"); then that is logged and
+# no ratarmount figure is recorded.
+remote_dataset() {
+    dataset_inputs
+    publish "$DS_ARCHIVE" dataset.tar.zst
+    local rep v list=$DS_LISTS/list-1.txt W=$WORK/remote-dataset out rat=0
+    mkdir -p "$W"
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for v in $(order $rep base thaw); do
+            log "remote dataset: $v, rep $rep"
+            out=$W/job-$v-$rep.json
+            remote_side remote-dataset "$v" "$rep" "$W/$v.box/data" dataset.tar.zst \
+                "'$PY' '$BENCH/helpers/readjob.py' '$W/$v.box/data' '$list' > '$out'"
+            dataset_check "$out" 1 "remote dataset ($v, rep $rep)"
+        done
+        if remote_ratarmount "$rep" "$W" "$list"; then rat=1; fi
+    done
+    compare remote-dataset total thaw "download + extract" info 0 "1 % of the files"
+    if ((rat)); then
+        compare remote-dataset total thaw ratarmount "<=" 0.20 "issue #11 goal: >= 5x faster than ratarmount on the same URL"
+    fi
+    compare remote-dataset bytes_received thaw "download + extract" info 0 "bytes over the network"
+    rm -rf "$W"
+}
+
+# remote_ratarmount REP W LIST: the job on a ratarmount mount of the URL;
+# fails (returns 1, nothing recorded) when ratarmount cannot mount it.
+remote_ratarmount() {
+    local rep=$1 W=$2 list=$3 mnt=$2/mnt out=$2/job-ratarmount-$1.json t0 t1 pid i
+    mkdir -p "$mnt"
+    drop_caches
+    : >"$RDIR/access.log"
+    t0=$(now)
+    "$VENV/bin/ratarmount" -f "$RURL" "$mnt" >"$LOGS/remote-ratarmount-$rep.log" 2>&1 &
+    pid=$!
+    for ((i = 0; i < 1200; i++)); do
+        mountpoint -q "$mnt" && break
+        kill -0 $pid 2>/dev/null || break
+        sleep 0.05
+    done
+    if ! mountpoint -q "$mnt"; then
+        log "remote dataset: ratarmount cannot mount $RURL (see $LOGS/remote-ratarmount-$rep.log); no ratarmount figure"
+        kill $pid 2>/dev/null || true
+        wait $pid 2>/dev/null || true
+        return 1
+    fi
+    "$PY" "$BENCH/helpers/readjob.py" "$mnt" "$list" >"$out" || die "the job failed on the ratarmount mount"
+    t1=$(now)
+    fusermount3 -u "$mnt" || true
+    wait $pid || true
+    dataset_check "$out" 1 "remote dataset (ratarmount, rep $rep)"
+    record remote-dataset total ratarmount "$rep" "$(calc "$t1 - $t0")" s
+    record remote-dataset bytes_received ratarmount "$rep" "$(served_bytes dataset.tar.zst)" B
+    record remote-dataset requests ratarmount "$rep" "$(served_requests dataset.tar.zst)" count
+}
+
+wl_remote() {
+    remote_up
+    local part
+    for part in ${THAW_BENCH_REMOTE_PARTS:-ci kernel dataset}; do
+        log "=== remote: $part ==="
+        "remote_$part"
+    done
+    remote_down
+}
