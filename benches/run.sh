@@ -10,8 +10,9 @@ ROOT=$(dirname "$BENCH")
 source "$BENCH/lib.sh"
 
 ALL_WORKLOADS=(archive read_at kernel dataset seqread hotread ci)
-# Run only when named with --only (the 10-minute soak of issue #7).
-ONLY_WORKLOADS=(soak)
+# Run only when named with --only (the 10-minute soak of issue #7; the short
+# fuzz runs of issue #9).
+ONLY_WORKLOADS=(soak fuzz)
 
 usage() {
     cat <<EOF
@@ -21,7 +22,8 @@ usage: benches/run.sh [--quick] [--defconfig] [--only NAME[,NAME...]] [--reps N]
                 the packages are installed and the inputs prepared
   --defconfig   kernel workload builds defconfig instead of tinyconfig
   --only LIST   run only these workloads: ${ALL_WORKLOADS[*]}
-                (and soak, the 10-minute soak of issue #7, only when named)
+                (and soak, the 10-minute soak of issue #7, and fuzz, 30 s
+                of each fuzz target, only when named)
   --reps N      repetitions per variant (default 3; at least 3 unless --quick)
   --no-install  do not call apt-get / pip (everything must already be there)
 
