@@ -111,7 +111,7 @@ def goals_figure(res, path):
 
 
 #: Workloads whose figures have no baseline, so no bar chart.
-UNPLOTTED = {"soak"}
+UNPLOTTED = {"soak", "fuzz"}
 
 
 def main():
@@ -126,7 +126,7 @@ def main():
     p = os.path.join(res.dir, "goals.png")
     if goals_figure(res, p):
         made.append(p)
-    # The soak records figures of thaw alone (no baseline to draw beside).
+    # The soak and fuzz record figures of thaw alone (no baseline to draw beside).
     if not made and set(res.data) <= UNPLOTTED:
         print("nothing to plot: " + ", ".join(sorted(res.data)) + " record figures without a baseline")
         return

@@ -11,8 +11,8 @@ source "$BENCH/lib.sh"
 
 ALL_WORKLOADS=(archive read_at kernel dataset seqread hotread ci)
 # Run only when named with --only (the 10-minute soak of issue #7; the
-# remote workload of issue #11, which makes a network namespace).
-ONLY_WORKLOADS=(soak remote)
+# remote workload of issue #11; the short fuzz runs of issue #9).
+ONLY_WORKLOADS=(soak remote fuzz)
 
 usage() {
     cat <<EOF
@@ -22,8 +22,9 @@ usage: benches/run.sh [--quick] [--defconfig] [--only NAME[,NAME...]] [--reps N]
                 the packages are installed and the inputs prepared
   --defconfig   kernel workload builds defconfig instead of tinyconfig
   --only LIST   run only these workloads: ${ALL_WORKLOADS[*]}
-                (and soak, the 10-minute soak of issue #7, and remote, archives
-                over shaped HTTP of issue #11, only when named)
+                (and, only when named: soak, the 10-minute soak of issue #7;
+                remote, archives over shaped HTTP of issue #11; fuzz, 30 s of
+                each fuzz target of issue #9)
   --reps N      repetitions per variant (default 3; at least 3 unless --quick)
   --no-install  do not call apt-get / pip (everything must already be there)
 

@@ -10,6 +10,8 @@
 #![deny(missing_docs)]
 
 pub mod archive;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hydrate;
 #[allow(unsafe_code)]
 pub mod sys;

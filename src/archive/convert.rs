@@ -8,7 +8,7 @@ use super::Error;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -45,31 +45,43 @@ pub fn open_tar_stream(input: &Path) -> Result<Box<dyn Read>, Error> {
 /// Re-frames the tar stream in `input` (any supported compression) into a
 /// thaw archive at `out`, written under a temporary name and renamed when complete.
 pub fn convert(input: &Path, out: &Path, opts: WriterOptions, progress: Progress<'_>) -> Result<ConvertSummary, Error> {
-    let ended = Rc::new(Cell::new(false));
-    let stream = EndWatch { inner: open_tar_stream(input)?, ended: ended.clone() };
+    let stream = open_tar_stream(input)?;
     let name = input.display().to_string();
-    write_atomically(out, |file| {
-        let mut w = ArchiveWriter::new(file, opts)?;
-        let mut members = MemberEntries::default();
-        let mut tar = tar::Archive::new(stream);
-        for item in tar.entries().map_err(|e| Error::io(&name, e))? {
-            let mut item = item.map_err(|e| bad_header(&name, w.entries().last(), ended.get(), e))?;
-            let Some(e) = members.entry(&mut item, w.entries())? else { continue };
-            if e.kind == EntryKind::File && e.size > 0 {
-                let size = e.size;
-                w.append(e, Some(&mut MemberData::new(&mut item, size, EarlyEnd::Truncated, progress)))?;
-            } else {
-                w.append(e, None)?;
-            }
+    write_atomically(out, |file| convert_stream(stream, &name, file, opts, progress).map(|(summary, _)| summary))
+}
+
+/// Re-frames an uncompressed tar stream into a thaw archive written to `out`
+/// (`name` names the input in messages); returns the summary and the output.
+/// The archive is complete only when this returns Ok.
+pub fn convert_stream<R: Read, W: Write + Send + 'static>(
+    stream: R,
+    name: &str,
+    out: W,
+    opts: WriterOptions,
+    progress: Progress<'_>,
+) -> Result<(ConvertSummary, Box<dyn Write + Send>), Error> {
+    let ended = Rc::new(Cell::new(false));
+    let stream = EndWatch { inner: stream, ended: ended.clone() };
+    let mut w = ArchiveWriter::new(out, opts)?;
+    let mut members = MemberEntries::default();
+    let mut tar = tar::Archive::new(stream);
+    for item in tar.entries().map_err(|e| Error::io(name, e))? {
+        let mut item = item.map_err(|e| bad_header(name, w.entries().last(), ended.get(), e))?;
+        let Some(e) = members.entry(&mut item, w.entries())? else { continue };
+        if e.kind == EntryKind::File && e.size > 0 {
+            let size = e.size;
+            w.append(e, Some(&mut MemberData::new(&mut item, size, EarlyEnd::Truncated, progress)))?;
+        } else {
+            w.append(e, None)?;
         }
-        let mut warnings = members.warnings;
-        warnings.extend(w.keep_winners());
-        let n = w.entries().len();
-        // Check the result as a reader will, before it is renamed into place.
-        Index::new(w.entries().to_vec(), u64::MAX)?;
-        let (_, id) = w.finish()?;
-        Ok(ConvertSummary { entries: n, id, warnings })
-    })
+    }
+    let mut warnings = members.warnings;
+    warnings.extend(w.keep_winners());
+    let n = w.entries().len();
+    // Check the result as a reader will, before it is renamed into place.
+    Index::new(w.entries().to_vec(), u64::MAX)?;
+    let (out, id) = w.finish()?;
+    Ok((ConvertSummary { entries: n, id, warnings }, out))
 }
 
 /// An unreadable member header: say where, and whether the input simply ended.

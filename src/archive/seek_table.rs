@@ -162,6 +162,12 @@ impl SeekTable {
             return Err(bad("frame size does not match the footer"));
         }
         let footer = &bytes[bytes.len() - FOOTER_LEN..];
+        if u32_at(footer, 5) != SEEKABLE_MAGIC {
+            return Err(bad("no seekable magic at the end of the frame"));
+        }
+        if footer[4] & 0x7c != 0 {
+            return Err(bad("reserved descriptor bits set"));
+        }
         let n = u32_at(footer, 0) as usize;
         let with_sum = footer[4] & CHECKSUM_FLAG != 0;
         let entry = if with_sum { 12 } else { 8 };
@@ -233,5 +239,23 @@ mod tests {
         enc[n - 9] = 200; // frame count lies
         assert!(SeekTable::decode(&enc).is_err());
         assert!(SeekTable::frame_len_from_footer(b"short").is_err());
+    }
+
+    /// Found by fuzz/ (seek_table): decode took any last 4 bytes for the
+    /// seekable magic, and reserved descriptor bits, which the footer parse refuses.
+    #[test]
+    fn decode_checks_the_footer_like_the_reader() {
+        let enc = SeekTable::new(vec![]).encode();
+        assert!(SeekTable::decode(&enc).is_ok());
+        let mut bad_magic = enc.clone();
+        *bad_magic.last_mut().unwrap() = 0x42;
+        assert!(matches!(SeekTable::decode(&bad_magic), Err(Error::Corrupt { why, .. }) if why.contains("magic")));
+        let mut reserved = enc.clone();
+        reserved[enc.len() - 5] |= 0x04;
+        assert!(matches!(SeekTable::decode(&reserved), Err(Error::Corrupt { why, .. }) if why.contains("reserved")));
+        // Bits 0-1 are "unused" in the seekable format: ignored.
+        let mut unused = enc.clone();
+        unused[enc.len() - 5] |= 0x03;
+        assert!(SeekTable::decode(&unused).is_ok());
     }
 }
