@@ -48,11 +48,12 @@ impl Write for SharedBuf {
 }
 
 /// `thaw convert` of an uncompressed tar stream held in memory, with the
-/// smallest frame size (so small inputs still span several frames) and one
-/// compression thread; returns the summary and the archive's bytes.
+/// smallest piece and run size (so small inputs still span several frames),
+/// small index blocks and one compression thread; returns the summary and
+/// the archive's bytes.
 pub fn convert_in_memory(tar: &[u8]) -> Result<(ConvertSummary, Vec<u8>), Error> {
     let out = SharedBuf::default();
-    let opts = WriterOptions { level: 1, frame_size: 4096, threads: 1 };
+    let opts = WriterOptions { level: 1, piece_size: 4096, run_size: 4096, threads: 1, block_target: 1024, ..WriterOptions::default() };
     let (summary, writer) = convert_stream(tar, "<memory>", out.clone(), opts, &|_| {})?;
     drop(writer);
     let bytes = std::mem::take(&mut *out.0.lock().unwrap());
