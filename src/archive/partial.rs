@@ -18,9 +18,20 @@ use zstd::zstd_safe::{self, DCtx, DParameter, InBuffer, OutBuffer};
 /// at typical ratios, so a request overshoots by at most that much.
 const STEP: usize = 32 * 1024;
 
+/// First read of compressed bytes; each later read doubles what was read,
+/// so a frame of C bytes costs about log2(C / 64 KiB) reads, and a file at
+/// the start of a frame does not pay for reading the rest of it.
+const FIRST_READ: usize = 64 * 1024;
+
+/// Reads compressed bytes of the frame: `(offset in the frame, buffer)`.
+pub type ReadFrame<'a> = dyn FnMut(usize, &mut [u8]) -> Result<(), String> + 'a;
+
 /// Why a frame could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PartialError {
+    /// Reading the compressed frame failed.
+    #[error("{0}")]
+    Read(String),
     /// zstd refused the data (corruption, or a checksum mismatch at the end).
     #[error("zstd: {0}")]
     Zstd(String),
@@ -40,7 +51,9 @@ pub enum PartialError {
 /// One zstd frame, decoded up to [`PartialFrame::decoded`]`().len()` bytes.
 pub struct PartialFrame {
     dctx: DCtx<'static>,
+    /// The compressed bytes read so far, of `total`.
     input: Vec<u8>,
+    total: usize,
     in_pos: usize,
     /// Capacity = the content size, never reallocated (zstd writes into it
     /// directly: `ZSTD_d_stableOutBuffer`); length = bytes decoded so far.
@@ -61,11 +74,13 @@ fn zstd_err(code: usize) -> PartialError {
 }
 
 impl PartialFrame {
-    /// A decoder for `compressed` (one whole zstd frame) of `size` bytes of content.
-    pub fn new(compressed: Vec<u8>, size: usize) -> Result<PartialFrame, PartialError> {
+    /// A decoder for a zstd frame of `total` compressed and `size`
+    /// decompressed bytes, read as needed through [`PartialFrame::advance`]'s reader.
+    pub fn new(total: usize, size: usize) -> Result<PartialFrame, PartialError> {
         let mut dctx = DCtx::create();
         dctx.set_parameter(DParameter::StableOutBuffer(true)).map_err(zstd_err)?;
-        Ok(PartialFrame { dctx, input: compressed, in_pos: 0, out: Vec::with_capacity(size), size, done: false, spent: false })
+        let out = Vec::with_capacity(size);
+        Ok(PartialFrame { dctx, input: Vec::new(), total, in_pos: 0, out, size, done: false, spent: false })
     }
 
     /// The frame's content size.
@@ -90,7 +105,7 @@ impl PartialFrame {
 
     /// Decodes until at least `want` bytes (capped at the content size) are
     /// out. An error leaves the frame unusable: drop it.
-    pub fn advance(&mut self, want: usize) -> Result<&[u8], PartialError> {
+    pub fn advance(&mut self, want: usize, read: &mut ReadFrame<'_>) -> Result<&[u8], PartialError> {
         if self.spent {
             return Err(PartialError::Spent);
         }
@@ -99,7 +114,7 @@ impl PartialFrame {
             if self.done {
                 break;
             }
-            self.step()?;
+            self.step(read)?;
         }
         Ok(&self.out)
     }
@@ -118,11 +133,20 @@ impl PartialFrame {
     }
 
     /// Decodes the rest of the frame.
-    pub fn finish(&mut self) -> Result<&[u8], PartialError> {
-        self.advance(self.size)
+    pub fn finish(&mut self, read: &mut ReadFrame<'_>) -> Result<&[u8], PartialError> {
+        self.advance(self.size, read)
     }
 
-    fn step(&mut self) -> Result<(), PartialError> {
+    fn step(&mut self, read: &mut ReadFrame<'_>) -> Result<(), PartialError> {
+        if self.in_pos == self.input.len() && self.input.len() < self.total {
+            let at = self.input.len();
+            let n = (self.total - at).min(at.max(FIRST_READ));
+            self.input.resize(at + n, 0);
+            if let Err(e) = read(at, &mut self.input[at..]) {
+                self.input.truncate(at);
+                return Err(PartialError::Read(e));
+            }
+        }
         let end = (self.in_pos + STEP).min(self.input.len());
         let mut input = InBuffer::around(&self.input[..end]);
         input.set_pos(self.in_pos);
@@ -134,11 +158,11 @@ impl PartialFrame {
         let got = self.out.len();
         if hint == 0 {
             // The frame is over: its checksum matched; the size must too.
-            if got != self.size || self.in_pos != self.input.len() {
+            if got != self.size || self.in_pos != self.total {
                 return Err(PartialError::Size { got, want: self.size });
             }
             self.done = true;
-        } else if (self.in_pos, got) == before && end == self.input.len() {
+        } else if (self.in_pos, got) == before && end == self.total {
             // All input consumed, no progress, frame not over: truncated (or too big).
             return Err(PartialError::Size { got, want: self.size });
         }
@@ -164,6 +188,22 @@ mod tests {
         v
     }
 
+    /// A decoder over `frame`, and a reader of it that counts bytes read.
+    fn over(
+        frame: Vec<u8>,
+        size: usize,
+    ) -> (PartialFrame, impl FnMut(usize, &mut [u8]) -> Result<(), String>, std::rc::Rc<std::cell::Cell<usize>>) {
+        let read = std::rc::Rc::new(std::cell::Cell::new(0));
+        let r = read.clone();
+        let f = PartialFrame::new(frame.len(), size).unwrap();
+        let reader = move |at: usize, buf: &mut [u8]| {
+            r.set(r.get() + buf.len());
+            buf.copy_from_slice(frame.get(at..at + buf.len()).ok_or("short")?);
+            Ok(())
+        };
+        (f, reader, read)
+    }
+
     fn frame(data: &[u8]) -> Vec<u8> {
         let mut c = zstd::bulk::Compressor::new(3).unwrap();
         c.include_checksum(true).unwrap();
@@ -174,17 +214,22 @@ mod tests {
     #[test]
     fn decodes_a_prefix_then_resumes_without_redoing_it() {
         let data = content(4 << 20);
-        let mut f = PartialFrame::new(frame(&data), data.len()).unwrap();
-        let got = f.advance(10_000).unwrap().len();
+        let z = frame(&data);
+        let total = z.len();
+        let (mut f, mut rd, read) = over(z, data.len());
+        let got = f.advance(10_000, &mut rd).unwrap().len();
         assert!((10_000..1 << 20).contains(&got), "decoded {got} bytes for 10,000");
+        // zstd needs the whole first block (up to 128 KiB of output) before it produces any.
+        assert!(read.get() <= 192 << 10 && read.get() < total / 4, "read {} of {total} compressed bytes for 10,000 of output", read.get());
         assert_eq!(f.decoded(), &data[..got]);
         assert!(!f.is_complete());
-        let got2 = f.advance(2 << 20).unwrap().len();
+        let got2 = f.advance(2 << 20, &mut rd).unwrap().len();
         assert!((2 << 20..3 << 20).contains(&got2), "decoded {got2}");
-        assert_eq!(f.finish().unwrap(), &data[..]);
+        assert_eq!(f.finish(&mut rd).unwrap(), &data[..]);
         assert!(f.is_complete());
+        assert_eq!(read.get(), total, "every compressed byte read exactly once");
         // Asking again is free and changes nothing.
-        assert_eq!(f.advance(5).unwrap().len(), data.len());
+        assert_eq!(f.advance(5, &mut rd).unwrap().len(), data.len());
     }
 
     #[test]
@@ -194,20 +239,24 @@ mod tests {
         let mut flipped = good.clone();
         let n = flipped.len();
         flipped[n - 2] ^= 0x40; // inside the content checksum
-        let mut f = PartialFrame::new(flipped, data.len()).unwrap();
-        assert!(matches!(f.finish(), Err(PartialError::Zstd(_))));
+        let (mut f, mut rd, _) = over(flipped, data.len());
+        assert!(matches!(f.finish(&mut rd), Err(PartialError::Zstd(_))));
 
-        let mut f = PartialFrame::new(good[..good.len() / 2].to_vec(), data.len()).unwrap();
-        assert!(f.finish().is_err(), "a truncated frame must not pass");
+        let (mut f, mut rd, _) = over(good[..good.len() / 2].to_vec(), data.len());
+        assert!(f.finish(&mut rd).is_err(), "a truncated frame must not pass");
 
-        let mut f = PartialFrame::new(good.clone(), data.len() + 1).unwrap();
-        assert!(f.finish().is_err(), "a frame shorter than its stated size must not pass");
+        let (mut f, mut rd, _) = over(good.clone(), data.len() + 1);
+        assert!(f.finish(&mut rd).is_err(), "a frame shorter than its stated size must not pass");
+
+        let (mut f, _, _) = over(good, data.len());
+        let mut failing = |_: usize, _: &mut [u8]| Err("disk on fire".to_string());
+        assert_eq!(f.finish(&mut failing).unwrap_err(), PartialError::Read("disk on fire".into()));
     }
 
     #[test]
     fn an_empty_frame_completes() {
-        let mut f = PartialFrame::new(frame(b""), 0).unwrap();
-        assert_eq!(f.finish().unwrap(), b"");
+        let (mut f, mut rd, _) = over(frame(b""), 0);
+        assert_eq!(f.finish(&mut rd).unwrap(), b"");
         assert!(f.is_complete());
     }
 }

@@ -473,10 +473,7 @@ impl Archive {
     /// The file's bytes are checked against its XXH3 (zstd's own checksum
     /// comes only at the frame's end, which then goes to the frame cache).
     fn chunk_early(&self, d: &Entry, i: usize, range: std::ops::Range<usize>, want: u64) -> Result<ChunkBytes, Error> {
-        let Some(pf) = self.partial_frame(i)? else {
-            let frame = self.frame(i)?;
-            return check_chunk(d, i, frame, range, want);
-        };
+        let pf = self.partial_frame(i)?;
         let mut f = pf.lock().unwrap_or_else(|p| p.into_inner());
         if f.is_spent() {
             // Completed by another thread meanwhile: it is in the frame cache now.
@@ -484,7 +481,12 @@ impl Archive {
             return check_chunk(d, i, self.frame(i)?, range, want);
         }
         let before = f.decoded().len();
-        let advanced = f.advance(range.end).map(|b| b[range.clone()].to_vec());
+        let base = self.table.compressed_offset(i);
+        let mut read = |at: usize, buf: &mut [u8]| {
+            self.cache.compressed_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            self.source.read_exact_at(buf, base + at as u64).map_err(|e| e.to_string())
+        };
+        let advanced = f.advance(range.end, &mut read).map(|b| b[range.clone()].to_vec());
         self.cache.decoded_bytes.fetch_add((f.decoded().len() - before) as u64, Ordering::Relaxed);
         let bytes = match advanced {
             Ok(b) => b,
@@ -509,35 +511,29 @@ impl Archive {
         check_chunk(d, i, Arc::new(bytes), 0..len, want)
     }
 
-    /// The partial decoder of frame `i`, made (reading the compressed frame)
-    /// if there is none; `None` when the frame is not one zstd frame with a
-    /// checksum, which only a whole decode can verify.
-    fn partial_frame(&self, i: usize) -> Result<Option<Arc<Mutex<PartialFrame>>>, Error> {
+    /// The partial decoder of frame `i`, made if there is none. It reads the
+    /// compressed frame as it goes: a file near the frame's start reads
+    /// little of it. (Every byte served is checked against its file's XXH3;
+    /// the frame's end is checked against zstd's checksum, the seek table's
+    /// and the frame's compressed length.)
+    fn partial_frame(&self, i: usize) -> Result<Arc<Mutex<PartialFrame>>, Error> {
         let mut g = self.partial.lock().unwrap_or_else(|p| p.into_inner());
         g.tick += 1;
         let tick = g.tick;
         if let Some((pf, last)) = g.frames.get_mut(&i) {
             *last = tick;
-            return Ok(Some(pf.clone()));
-        }
-        drop(g);
-        let src = self.read_frame(i)?;
-        let single = zstd::zstd_safe::find_frame_compressed_size(&src).is_ok_and(|n| n == src.len());
-        if !(single && src.len() > 8 && src[4] & 0x04 != 0 && u32_at(&src, src.len() - 4) == self.table.frame(i).checksum) {
-            return Ok(None);
+            return Ok(pf.clone());
         }
         let f = self.table.frame(i);
-        self.cache.compressed_bytes.fetch_add(u64::from(f.compressed), Ordering::Relaxed);
-        let pf = PartialFrame::new(src, f.decompressed as usize).map_err(|e| Error::Frame { frame: i, why: e.to_string() })?;
+        let pf =
+            PartialFrame::new(f.compressed as usize, f.decompressed as usize).map_err(|e| Error::Frame { frame: i, why: e.to_string() })?;
         self.cache.decodes.fetch_add(1, Ordering::Relaxed);
-        let mut g = self.partial.lock().unwrap_or_else(|p| p.into_inner());
-        // Another thread may have made one meanwhile: keep the first.
         let pf = g.frames.entry(i).or_insert_with(|| (Arc::new(Mutex::new(pf)), tick)).0.clone();
         while g.frames.len() > MAX_PARTIAL {
             let Some(v) = g.frames.iter().filter(|(&k, _)| k != i).min_by_key(|(_, (_, t))| *t).map(|(&k, _)| k) else { break };
             g.frames.remove(&v);
         }
-        Ok(Some(pf))
+        Ok(pf)
     }
 
     fn drop_partial(&self, i: usize) {
