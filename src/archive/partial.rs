@@ -188,11 +188,11 @@ mod tests {
         v
     }
 
+    /// Compressed bytes read so far, shared with the reader that counts them.
+    type Counter = std::rc::Rc<std::cell::Cell<usize>>;
+
     /// A decoder over `frame`, and a reader of it that counts bytes read.
-    fn over(
-        frame: Vec<u8>,
-        size: usize,
-    ) -> (PartialFrame, impl FnMut(usize, &mut [u8]) -> Result<(), String>, std::rc::Rc<std::cell::Cell<usize>>) {
+    fn over(frame: Vec<u8>, size: usize) -> (PartialFrame, impl FnMut(usize, &mut [u8]) -> Result<(), String>, Counter) {
         let read = std::rc::Rc::new(std::cell::Cell::new(0));
         let r = read.clone();
         let f = PartialFrame::new(frame.len(), size).unwrap();
