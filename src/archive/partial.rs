@@ -188,20 +188,23 @@ mod tests {
         v
     }
 
-    /// Compressed bytes read so far, shared with the reader that counts them.
-    type Counter = std::rc::Rc<std::cell::Cell<usize>>;
+    /// A compressed frame that counts the bytes read from it.
+    struct Src {
+        frame: Vec<u8>,
+        read: usize,
+    }
 
-    /// A decoder over `frame`, and a reader of it that counts bytes read.
-    fn over(frame: Vec<u8>, size: usize) -> (PartialFrame, impl FnMut(usize, &mut [u8]) -> Result<(), String>, Counter) {
-        let read = std::rc::Rc::new(std::cell::Cell::new(0));
-        let r = read.clone();
-        let f = PartialFrame::new(frame.len(), size).unwrap();
-        let reader = move |at: usize, buf: &mut [u8]| {
-            r.set(r.get() + buf.len());
-            buf.copy_from_slice(frame.get(at..at + buf.len()).ok_or("short")?);
+    impl Src {
+        fn read(&mut self, at: usize, buf: &mut [u8]) -> Result<(), String> {
+            self.read += buf.len();
+            buf.copy_from_slice(self.frame.get(at..at + buf.len()).ok_or("short")?);
             Ok(())
-        };
-        (f, reader, read)
+        }
+    }
+
+    /// A decoder over `frame`, and the frame to read it from.
+    fn over(frame: Vec<u8>, size: usize) -> (PartialFrame, Src) {
+        (PartialFrame::new(frame.len(), size).unwrap(), Src { frame, read: 0 })
     }
 
     fn frame(data: &[u8]) -> Vec<u8> {
@@ -216,20 +219,20 @@ mod tests {
         let data = content(4 << 20);
         let z = frame(&data);
         let total = z.len();
-        let (mut f, mut rd, read) = over(z, data.len());
-        let got = f.advance(10_000, &mut rd).unwrap().len();
+        let (mut f, mut src) = over(z, data.len());
+        let got = f.advance(10_000, &mut |a, b| src.read(a, b)).unwrap().len();
         assert!((10_000..1 << 20).contains(&got), "decoded {got} bytes for 10,000");
         // zstd needs the whole first block (up to 128 KiB of output) before it produces any.
-        assert!(read.get() <= 192 << 10 && read.get() < total / 4, "read {} of {total} compressed bytes for 10,000 of output", read.get());
+        assert!(src.read <= 192 << 10 && src.read < total / 4, "read {} of {total} compressed bytes for 10,000 of output", src.read);
         assert_eq!(f.decoded(), &data[..got]);
         assert!(!f.is_complete());
-        let got2 = f.advance(2 << 20, &mut rd).unwrap().len();
+        let got2 = f.advance(2 << 20, &mut |a, b| src.read(a, b)).unwrap().len();
         assert!((2 << 20..3 << 20).contains(&got2), "decoded {got2}");
-        assert_eq!(f.finish(&mut rd).unwrap(), &data[..]);
+        assert_eq!(f.finish(&mut |a, b| src.read(a, b)).unwrap(), &data[..]);
         assert!(f.is_complete());
-        assert_eq!(read.get(), total, "every compressed byte read exactly once");
+        assert_eq!(src.read, total, "every compressed byte read exactly once");
         // Asking again is free and changes nothing.
-        assert_eq!(f.advance(5, &mut rd).unwrap().len(), data.len());
+        assert_eq!(f.advance(5, &mut |a, b| src.read(a, b)).unwrap().len(), data.len());
     }
 
     #[test]
@@ -239,24 +242,24 @@ mod tests {
         let mut flipped = good.clone();
         let n = flipped.len();
         flipped[n - 2] ^= 0x40; // inside the content checksum
-        let (mut f, mut rd, _) = over(flipped, data.len());
-        assert!(matches!(f.finish(&mut rd), Err(PartialError::Zstd(_))));
+        let (mut f, mut src) = over(flipped, data.len());
+        assert!(matches!(f.finish(&mut |a, b| src.read(a, b)), Err(PartialError::Zstd(_))));
 
-        let (mut f, mut rd, _) = over(good[..good.len() / 2].to_vec(), data.len());
-        assert!(f.finish(&mut rd).is_err(), "a truncated frame must not pass");
+        let (mut f, mut src) = over(good[..good.len() / 2].to_vec(), data.len());
+        assert!(f.finish(&mut |a, b| src.read(a, b)).is_err(), "a truncated frame must not pass");
 
-        let (mut f, mut rd, _) = over(good.clone(), data.len() + 1);
-        assert!(f.finish(&mut rd).is_err(), "a frame shorter than its stated size must not pass");
+        let (mut f, mut src) = over(good.clone(), data.len() + 1);
+        assert!(f.finish(&mut |a, b| src.read(a, b)).is_err(), "a frame shorter than its stated size must not pass");
 
-        let (mut f, _, _) = over(good, data.len());
+        let (mut f, _) = over(good, data.len());
         let mut failing = |_: usize, _: &mut [u8]| Err("disk on fire".to_string());
         assert_eq!(f.finish(&mut failing).unwrap_err(), PartialError::Read("disk on fire".into()));
     }
 
     #[test]
     fn an_empty_frame_completes() {
-        let (mut f, mut rd, _) = over(frame(b""), 0);
-        assert_eq!(f.finish(&mut rd).unwrap(), b"");
+        let (mut f, mut src) = over(frame(b""), 0);
+        assert_eq!(f.finish(&mut |a, b| src.read(a, b)).unwrap(), b"");
         assert!(f.is_complete());
     }
 }
