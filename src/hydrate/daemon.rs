@@ -5,18 +5,23 @@
 //! readers get the empty `DIR`, not zeros), queued and in-flight events are
 //! finished, statistics are saved, and the guard takes over.
 
+use super::budget::Budget;
+use super::control::{Reply, Request};
 use super::events::{Events, OpenPolicy, Pending, Routed, Work, WATCH};
 use super::guard::MAX_EVENT_FD;
 use super::hydrator::{FileState, Hydrator};
 use super::mount::{GuardOptions, ServedMount};
+use super::profile::{Prefetch, PrefetchHost, PrefetchStats, Profile, Recorder};
 use super::Error;
 use crate::archive::Archive;
 use crate::sys::fanotify::Fanotify;
+use crate::tree::stage::open_rel;
 use crate::tree::stage::{Stage, STATS};
-use std::os::fd::AsFd;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use rustix::fs::OFlags;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How `thaw serve` behaves.
@@ -42,6 +47,14 @@ pub struct ServeOptions {
     /// Fault injection for tests: a worker handling an event whose path
     /// contains this string panics (from `THAW_INJECT_PANIC`).
     pub inject_panic: Option<String>,
+    /// Keep the archive bytes in the tree under this many (see [`super::budget`]).
+    pub max_disk: Option<u64>,
+    /// Write the readers' first accesses to this profile at the end.
+    pub record: Option<PathBuf>,
+    /// Hydrate this profile's ranges in the background once served.
+    pub prefetch: Option<PathBuf>,
+    /// Threads the prefetch uses.
+    pub prefetch_threads: usize,
 }
 
 impl Default for ServeOptions {
@@ -57,6 +70,10 @@ impl Default for ServeOptions {
             drain: Duration::from_millis(300),
             event_timeout: Duration::from_secs(60),
             inject_panic: std::env::var("THAW_INJECT_PANIC").ok().filter(|s| !s.is_empty()),
+            max_disk: None,
+            record: None,
+            prefetch: None,
+            prefetch_threads: 2,
         }
     }
 }
@@ -96,6 +113,24 @@ pub struct ServeStats {
     pub event_time_us: u64,
     /// Seconds served.
     pub uptime_s: f64,
+    /// Events a worker had to fill data for before answering (they waited for a decode).
+    #[serde(default)]
+    pub events_waited: u64,
+    /// Files the disk budget turned back into stubs.
+    #[serde(default)]
+    pub files_evicted: u64,
+    /// Archive bytes in the tree by the budget's count (0 without a budget).
+    #[serde(default)]
+    pub budget_used: u64,
+    /// Profile ranges prefetched (or found in place).
+    #[serde(default)]
+    pub prefetch_ranges_done: u64,
+    /// Profile ranges skipped: the archive has no such file.
+    #[serde(default)]
+    pub prefetch_ranges_skipped: u64,
+    /// Times the prefetch stood back for waiting readers.
+    #[serde(default)]
+    pub prefetch_yields: u64,
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -154,6 +189,14 @@ struct Ctx {
     opts: ServeOptions,
     /// Readahead jobs queued or running.
     background: std::sync::atomic::AtomicUsize,
+    /// The stub tree, unwatched (prefetch opens files through it).
+    tree: OwnedFd,
+    /// The disk budget, with `--max-disk`.
+    budget: Option<Budget>,
+    /// Events handed to a worker to fill data.
+    waited: AtomicU64,
+    /// The prefetch's counters once it runs.
+    prefetch: OnceLock<Arc<PrefetchStats>>,
 }
 
 impl Ctx {
@@ -165,6 +208,9 @@ impl Ctx {
                 None | Some(Routed::Answered(None)) => {}
                 Some(Routed::Answered(Some((st, k)))) => self.spawn_readahead(st, k, None),
                 Some(Routed::Work(p, work)) => {
+                    if matches!(work, Work::Ensure(..)) {
+                        self.waited.fetch_add(1, Ordering::Relaxed);
+                    }
                     let c = self.clone();
                     self.workers.spawn(move || c.work(p, work));
                 }
@@ -182,6 +228,10 @@ impl Ctx {
         let (st, r) = match work {
             Work::Finish(st) => (st, Ok(super::hydrator::Ensured { complete: true, readahead_from: None })),
             Work::Ensure(st, start, end) => {
+                if let Some(b) = &self.budget {
+                    let need = st.chunks.missing_bytes(st.chunks.wanted(start, end.min(st.chunks.file_len())));
+                    b.make_room(&self.hydrator, self.events.fan(), need);
+                }
                 let r = self.hydrator.ensure(&st, fd, start, end);
                 (st, r)
             }
@@ -226,6 +276,10 @@ impl Ctx {
         self.background.fetch_add(1, Ordering::SeqCst);
         let ctx = self.clone();
         self.workers.spawn(move || {
+            if let Some(b) = &ctx.budget {
+                let end = (from + n).min(st.chunks.len());
+                b.make_room(&ctx.hydrator, ctx.events.fan(), st.chunks.missing_bytes(from..end));
+            }
             if ctx.hydrator.readahead(&st, from, n) {
                 if let Some(file) = st.handle() {
                     let _ = ctx.events.fan().ignore_inode(file.as_fd(), WATCH);
@@ -252,6 +306,12 @@ impl Ctx {
             cache_budget: self.hydrator.archive().cache_budget() as u64,
             event_time_us: c.event_ns.load(Ordering::Relaxed) / 1000,
             uptime_s: started.elapsed().as_secs_f64(),
+            events_waited: self.waited.load(Ordering::Relaxed),
+            files_evicted: self.budget.as_ref().map_or(0, |b| b.files_evicted.load(Ordering::Relaxed)),
+            budget_used: self.budget.as_ref().map_or(0, |b| b.used(&self.hydrator)),
+            prefetch_ranges_done: self.prefetch.get().map_or(0, |p| p.ranges_done.load(Ordering::Relaxed)),
+            prefetch_ranges_skipped: self.prefetch.get().map_or(0, |p| p.ranges_skipped.load(Ordering::Relaxed)),
+            prefetch_yields: self.prefetch.get().map_or(0, |p| p.yields.load(Ordering::Relaxed)),
         }
     }
 
@@ -289,17 +349,36 @@ pub fn serve(
     if Fanotify::restartable_events_supported() {
         tracing::info!("this kernel accepts FAN_RESTARTABLE_EVENTS; thaw does not use it yet (the guard answers a dead daemon's events)");
     }
+    let profile = load_profile(&opts, &archive)?;
+    let (hydrator, recorder) = hydrator_for(archive, &opts);
+    let budget = opts.max_disk.map(|max| Budget::new(max, &stage, &hydrator)).transpose()?;
+    let tree = stage.tree_fd()?.try_clone_to_owned().map_err(|e| Error::io(stage.tree().display(), e))?;
     let mut mount = ServedMount::attach(&fan, &stage, opts.guard.as_ref())?;
     let events = Events::new(fan, opts.open_policy.clone(), opts.verbose, opts.event_timeout);
-    let ctx = Arc::new(Ctx { events, workers, hydrator: Hydrator::new(archive), opts, background: Default::default() });
+    let ctx = Arc::new(Ctx {
+        events,
+        workers,
+        hydrator,
+        opts,
+        background: Default::default(),
+        tree,
+        budget,
+        waited: AtomicU64::new(0),
+        prefetch: OnceLock::new(),
+    });
+    let extras = Extras::start(&ctx, dir, profile)?;
     save_stats(&stage, &ctx.stats(started, true));
     on_ready();
     let mut buf = vec![0u8; 64 * 1024];
     let result = serve_until(&ctx, &stage, stop, started, &mut buf);
+    extras.stop();
     // Shutdown: detach DIR so nobody new reaches the stubs, then finish
     // whatever readers with open files still ask for.
     mount.detach();
     drain(&ctx, &mut buf);
+    if let (Some(r), Some(path)) = (recorder, &ctx.opts.record) {
+        r.profile(ctx.hydrator.archive()).save(path)?;
+    }
     let stats = ctx.stats(started, false);
     // Nothing is queued any more: end the worker threads (they hold `ctx`).
     if let Some(c) = Arc::into_inner(ctx) {
@@ -308,6 +387,82 @@ pub fn serve(
     save_stats(&stage, &stats);
     mount.stop(); // the guard takes over
     result.map(|()| stats)
+}
+
+/// The profile to prefetch, refused if it is of another archive.
+fn load_profile(opts: &ServeOptions, archive: &Archive) -> Result<Option<Profile>, Error> {
+    let Some(path) = &opts.prefetch else { return Ok(None) };
+    let p = Profile::load(path)?;
+    p.check_archive(archive, path)?;
+    Ok(Some(p))
+}
+
+/// The hydrator the options ask for, and its recorder with `--record`.
+fn hydrator_for(archive: Arc<Archive>, opts: &ServeOptions) -> (Hydrator, Option<Arc<Recorder>>) {
+    let mut hyd = Hydrator::new(archive);
+    if opts.max_disk.is_some() {
+        hyd = hyd.keep_stubs();
+    }
+    let recorder = opts.record.as_ref().map(|_| Arc::new(Recorder::default()));
+    if let Some(r) = &recorder {
+        hyd.record_into(r.clone());
+    }
+    (hyd, recorder)
+}
+
+/// What runs beside the event loop: the control socket and the prefetch.
+struct Extras {
+    stop: Arc<AtomicBool>,
+    control: Option<std::thread::JoinHandle<()>>,
+    prefetch: Option<Prefetch>,
+}
+
+impl Extras {
+    fn start(ctx: &Arc<Ctx>, dir: &Path, profile: Option<Profile>) -> Result<Extras, Error> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let c = ctx.clone();
+        let control = super::control::listen(Stage::open(dir)?, stop.clone(), move |stage, req| match req {
+            Request::Dehydrate(o) => match super::dehydrate::dehydrate_served(stage, &c.hydrator, c.events.fan(), &o) {
+                Ok(s) => Reply::Dehydrated(s),
+                Err(e) => Reply::Failed(super::chain(&e)),
+            },
+        })?;
+        let prefetch = profile.map(|p| {
+            let host: Arc<dyn PrefetchHost> = ctx.clone();
+            let pf = Prefetch::start(host, &p, ctx.opts.prefetch_threads);
+            let _ = ctx.prefetch.set(pf.stats.clone());
+            pf
+        });
+        Ok(Extras { stop, control: Some(control), prefetch })
+    }
+
+    fn stop(mut self) {
+        if let Some(p) = self.prefetch.take() {
+            p.stop();
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(c) = self.control.take() {
+            let _ = c.join();
+        }
+    }
+}
+
+impl PrefetchHost for Ctx {
+    fn hydrator(&self) -> &Hydrator {
+        &self.hydrator
+    }
+
+    fn open(&self, rel: &[u8]) -> Option<std::fs::File> {
+        open_rel(self.tree.as_fd(), rel, OFlags::RDWR).ok().flatten()
+    }
+
+    fn readers_waiting(&self) -> usize {
+        self.events.in_flight()
+    }
+
+    fn finished(&self, st: &FileState, fd: std::os::fd::BorrowedFd<'_>) {
+        self.finish(st, fd);
+    }
 }
 
 /// The event loop: dispatch, sweep deadlines, save statistics each second.

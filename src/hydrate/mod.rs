@@ -11,12 +11,16 @@
 //! [`daemon`] ties them into `thaw serve`; [`guard`] outlives a dead daemon;
 //! [`supervise`] is `thaw run`; [`status`] looks at trees from outside.
 
+pub mod budget;
 pub mod chunks;
+pub mod control;
 pub mod daemon;
+pub mod dehydrate;
 pub mod events;
 pub mod guard;
 pub mod hydrator;
 pub mod mount;
+pub mod profile;
 pub mod status;
 pub mod supervise;
 

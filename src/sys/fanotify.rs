@@ -36,6 +36,7 @@ mod init {
 /// `fanotify_mark` flags (`FAN_MARK_*`).
 mod mark {
     pub const ADD: u32 = 0x0000_0001;
+    pub const REMOVE: u32 = 0x0000_0002;
     pub const MOUNT: u32 = 0x0000_0010;
     pub const IGNORED_SURV_MODIFY: u32 = 0x0000_0040;
     pub const FILESYSTEM: u32 = 0x0000_0100;
@@ -570,6 +571,16 @@ impl Fanotify {
     pub fn ignore_inode(&self, fd: BorrowedFd<'_>, mask: Mask) -> io::Result<()> {
         let flags = mark::ADD | mark::IGNORE | mark::IGNORED_SURV_MODIFY | mark::EVICTABLE;
         self.mark(flags, mask, fd.as_raw_fd(), None)
+    }
+
+    /// Removes the ignore mark [`Fanotify::ignore_inode`] set, so events for
+    /// the inode come again (a file turned back into a stub). No mark is not
+    /// an error.
+    pub fn unignore_inode(&self, fd: BorrowedFd<'_>, mask: Mask) -> io::Result<()> {
+        match self.mark(mark::REMOVE | mark::IGNORE, mask, fd.as_raw_fd(), None) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            r => r,
+        }
     }
 
     fn mark_path(&self, flags: u32, mask: Mask, path: &Path) -> io::Result<()> {

@@ -15,6 +15,12 @@ pub const MARKER_XATTR: &str = "trusted.thaw";
 /// Where thaw 0.1 kept its marker; any file owner can forge it, so it is never
 /// trusted: a tree that has it needs `thaw upgrade DIR`.
 pub const LEGACY_MARKER_XATTR: &str = "user.thaw";
+/// Where a file came from, set by `populate` beside the marker and kept when
+/// the file is complete (the marker goes then): `thaw2 <id> <entry> <inode>`.
+/// Only CAP_SYS_ADMIN can set it, and it names the inode, so a file a user
+/// created, renamed over a path or copied never carries a valid one. It is
+/// what lets `thaw dehydrate` turn a complete file back into a stub.
+pub const ORIGIN_XATTR: &str = "trusted.thaw.origin";
 /// First word of an encoded marker.
 const MAGIC: &str = "thaw2";
 
@@ -87,6 +93,30 @@ pub fn read(fd: BorrowedFd<'_>) -> io::Result<Option<Marker>> {
             .map(Some)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("malformed {MARKER_XATTR} marker"))),
         Err(rustix::io::Errno::NODATA | rustix::io::Errno::NOTSUP) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads the origin record of an open file ([`ORIGIN_XATTR`]): `Ok(None)`
+/// when it has none or a malformed one (then it is not provably thaw's).
+pub fn read_origin(fd: BorrowedFd<'_>) -> io::Result<Option<Marker>> {
+    let mut buf = [0u8; 160];
+    match rustix::fs::fgetxattr(fd, ORIGIN_XATTR, &mut buf) {
+        Ok(n) => Ok(Marker::parse(&buf[..n]).filter(|m| m.limit.is_none() && !m.modified)),
+        Err(rustix::io::Errno::NODATA | rustix::io::Errno::NOTSUP | rustix::io::Errno::RANGE) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes the origin record of a stub `populate` just made.
+pub fn write_origin(fd: BorrowedFd<'_>, m: &Marker) -> io::Result<()> {
+    rustix::fs::fsetxattr(fd, ORIGIN_XATTR, &m.encode(), rustix::fs::XattrFlags::empty()).map_err(Into::into)
+}
+
+/// Removes the origin record (a detached tree is plain files).
+pub fn remove_origin(fd: BorrowedFd<'_>) -> io::Result<()> {
+    match rustix::fs::fremovexattr(fd, ORIGIN_XATTR) {
+        Ok(()) | Err(rustix::io::Errno::NODATA) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

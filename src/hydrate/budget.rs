@@ -1,0 +1,110 @@
+//! `serve --max-disk SIZE`: keeps the bytes hydrated from the archive under
+//! SIZE. Files stay stubs when complete ([`Hydrator::keep_stubs`]), so every
+//! read comes to the daemon and says which file was read last; before a
+//! worker fills a range that would take the tree over its budget, the least
+//! recently read files go back to stubs ([`super::dehydrate`]), down to 90 %
+//! of it, never one a process holds open or mapped and never one a user
+//! changed (those are not counted either: their bytes are the user's).
+
+use super::chunks::lock;
+use super::dehydrate::{evict, prepare, Options, Rules, Summary};
+use super::hydrator::Hydrator;
+use super::Error;
+use crate::sys::fanotify::Fanotify;
+use crate::tree::stage::{open_rel, Stage};
+use rustix::fs::OFlags;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// The disk budget of one serve.
+pub struct Budget {
+    max: u64,
+    /// Archive bytes in the tree when serving began.
+    base: u64,
+    /// Bytes given back since.
+    evicted: AtomicU64,
+    /// Files given back since.
+    pub files_evicted: AtomicU64,
+    /// One eviction at a time.
+    busy: Mutex<()>,
+    /// The stub tree (unwatched).
+    tree: OwnedFd,
+}
+
+impl Budget {
+    /// A budget of `max` bytes. Every file already hydrated from the archive
+    /// becomes a stub the hydrator knows (never read yet, so first to go).
+    pub fn new(max: u64, stage: &Stage, hyd: &Hydrator) -> Result<Budget, Error> {
+        let tree = stage.tree_fd()?.try_clone_to_owned().map_err(|e| Error::io(stage.tree().display(), e))?;
+        let rules = Rules::new(hyd.archive());
+        let mut base = 0;
+        for f in stage.tree_files()? {
+            let Some(file) = crate::tree::stage::open_tree_file(tree.as_fd(), &f, OFlags::RDWR)? else { continue };
+            if let Ok(el) = rules.check(&file)? {
+                rules.restub(&file, &el)?;
+                if let super::hydrator::Lookup::Stub(st, _) = hyd.lookup(file.as_fd())? {
+                    base += st.chunks.done_bytes();
+                }
+            }
+        }
+        Ok(Budget { max, base, evicted: AtomicU64::new(0), files_evicted: AtomicU64::new(0), busy: Mutex::new(()), tree })
+    }
+
+    /// Archive bytes in the tree now (as written, less what was given back).
+    pub fn used(&self, hyd: &Hydrator) -> u64 {
+        (self.base + hyd.stats.bytes_written.load(Ordering::Relaxed)).saturating_sub(self.evicted.load(Ordering::Relaxed))
+    }
+
+    /// Makes room for `need` more bytes: evicts least recently read files
+    /// until the tree is at 90 % of the budget less `need`.
+    pub fn make_room(&self, hyd: &Hydrator, fan: &Fanotify, need: u64) {
+        if self.used(hyd) + need <= self.max {
+            return;
+        }
+        let _one = lock(&self.busy);
+        let used = self.used(hyd);
+        if used + need <= self.max {
+            return;
+        }
+        let target = (self.max / 10 * 9).saturating_sub(need);
+        match self.evict_down(hyd, fan, used.saturating_sub(target)) {
+            Ok((s, chunk_bytes)) => {
+                self.evicted.fetch_add(chunk_bytes, Ordering::Relaxed);
+                self.files_evicted.fetch_add(s.dehydrated, Ordering::Relaxed);
+                tracing::debug!("budget: {} files ({} bytes) back to stubs", s.dehydrated, s.bytes_freed);
+            }
+            Err(e) => tracing::warn!("budget: {}", super::chain(&e)),
+        }
+    }
+
+    /// Evicts at least `want` bytes if it can, least recently read first.
+    fn evict_down(&self, hyd: &Hydrator, fan: &Fanotify, want: u64) -> Result<(Summary, u64), Error> {
+        let rules = Rules::new(hyd.archive());
+        let mut states: Vec<_> =
+            hyd.states().into_iter().map(|st| (st.accesses().1, st)).filter(|(_, st)| st.chunks.done_bytes() > 0).collect();
+        states.sort_by_key(|(last, _)| *last);
+        let index = hyd.archive().index();
+        let mut victims = Vec::new();
+        let mut planned = 0;
+        for (_, st) in states {
+            // Some will be held or busy: plan for more than needed.
+            if planned >= want + want / 2 {
+                break;
+            }
+            let Some(entry) = index.get(st.entry) else { continue };
+            let Some(file) = open_rel(self.tree.as_fd(), &entry.path, OFlags::RDWR)? else { continue };
+            let same = rustix::fs::fstat(file.as_fd()).is_ok_and(|s| (s.st_dev, s.st_ino) == st.key);
+            if !same {
+                continue;
+            }
+            if let Ok(v) = prepare(&rules, hyd, fan, file, &Options::default())? {
+                planned += st.chunks.done_bytes();
+                victims.push(v);
+            }
+        }
+        let mut s = Summary::default();
+        let chunk_bytes = evict(&rules, victims, &mut s)?;
+        Ok((s, chunk_bytes))
+    }
+}
