@@ -13,6 +13,8 @@ mod served;
 
 #[path = "hydrate/content.rs"]
 mod content;
+#[path = "hydrate/dehydrate.rs"]
+mod dehydrate;
 #[path = "support/helper.rs"]
 mod helper;
 #[path = "hydrate/lifecycle.rs"]

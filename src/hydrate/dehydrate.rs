@@ -3,8 +3,9 @@
 //! Also the eviction step of the disk budget ([`super::budget`]).
 //!
 //! Which files: only those provably thaw's and unchanged ([`Rules::check`]):
-//! the origin record `populate` set (`trusted.thaw.origin`, which no user can
-//! set) names this archive and this very inode, so a file a user created,
+//! the marker of a stub, or the origin record a complete file keeps in its
+//! place (`trusted.thaw.origin`; no user can set either), names this very
+//! inode, so a file a user created,
 //! renamed over a path or copied is never touched; the size, owner and mtime
 //! are the entry's and the marker has no `modified`/`limit`, so a file a user
 //! wrote to or truncated keeps every byte; and it has no more links than the
@@ -141,25 +142,28 @@ impl<'a> Rules<'a> {
         let fd = file.as_fd();
         let path = || super::hydrator::fd_path(fd);
         let st = rfs::fstat(fd).map_err(|e| Error::io(path(), e))?;
-        let Some(origin) = marker::read_origin(fd).map_err(|e| Error::io(path(), e))? else { return Ok(Err(Keep::NotOurs)) };
-        let index = self.archive.index();
-        let entry = match index.get(origin.entry) {
-            Some(e) if origin.id == self.id && origin.ino == st.st_ino && e.kind == EntryKind::File => e,
-            _ => return Ok(Err(Keep::NotOurs)),
-        };
-        let d = index.data_entry(entry);
+        let at = |e: std::io::Error| Error::io(path(), e);
+        // Who made it: the marker of a stub, else the origin record the
+        // marker left when the file became complete; either names this inode.
         let marker = match marker::read(fd) {
             Ok(m) => m,
             Err(_) => return Ok(Err(Keep::NotOurs)),
         };
-        if let Some(m) = &marker {
-            if m.id != origin.id || m.ino != origin.ino || m.entry != origin.entry {
-                return Ok(Err(Keep::NotOurs));
-            }
-            if m.modified || m.limit.is_some() {
-                return Ok(Err(Keep::Modified));
-            }
-        }
+        let (entry_i, ino) = match &marker {
+            Some(m) if m.id != self.id => return Ok(Err(Keep::NotOurs)),
+            Some(m) if m.modified || m.limit.is_some() => return Ok(Err(Keep::Modified)),
+            Some(m) => (m.entry, m.ino),
+            None => match marker::read_origin(fd).map_err(at)? {
+                Some(o) => (o.entry, o.ino),
+                None => return Ok(Err(Keep::NotOurs)),
+            },
+        };
+        let index = self.archive.index();
+        let entry = match index.get(entry_i) {
+            Some(e) if ino == st.st_ino && e.kind == EntryKind::File => e,
+            _ => return Ok(Err(Keep::NotOurs)),
+        };
+        let d = index.data_entry(entry);
         let mtime_same = (st.st_mtime, st.st_mtime_nsec as u32) == (entry.mtime, entry.mtime_nsec);
         let owner_same = !rustix::process::geteuid().is_root() || (st.st_uid, st.st_gid) == (d.uid, d.gid);
         if st.st_size as u64 != d.size || !mtime_same || !owner_same || st.st_mode & 0o044 & !d.mode != 0 {
@@ -173,18 +177,20 @@ impl<'a> Rules<'a> {
             return Ok(Err(Keep::Empty));
         }
         let atime = SystemTime::UNIX_EPOCH + Duration::new(st.st_atime.max(0) as u64, st.st_atime_nsec as u32);
-        Ok(Ok(Eligible { entry: origin.entry, key: (st.st_dev, st.st_ino), allocated, marker, atime }))
+        Ok(Ok(Eligible { entry: entry_i, key: (st.st_dev, st.st_ino), allocated, marker, atime }))
     }
 
     /// Makes sure the file carries a fresh marker (a complete file has none):
     /// with its data still in place that is a consistent stub, so a crash
     /// between this and the punch loses nothing.
+    /// The origin record goes after it (the marker says the same).
     pub fn restub(&self, file: &File, el: &Eligible) -> Result<(), Error> {
+        let fd = file.as_fd();
+        let at = |e| Error::io(super::hydrator::fd_path(fd), e);
         if el.marker.is_none() {
-            let m = Marker::new(self.id.clone(), el.entry, el.key.1);
-            marker::write(file.as_fd(), &m).map_err(|e| Error::io(super::hydrator::fd_path(file.as_fd()), e))?;
+            marker::write(fd, &Marker::new(self.id.clone(), el.entry, el.key.1)).map_err(at)?;
         }
-        Ok(())
+        marker::remove_origin(fd).map_err(at)
     }
 
     /// Empties the file: punches out every byte and puts the entry's mtime

@@ -450,7 +450,10 @@ impl Hydrator {
             }
             m.finished = true;
         }
-        marker::remove(fd).map_err(|e| Error::io(fd_path(fd), e))?;
+        // The origin first: a crash between the two leaves a stub that says
+        // where it came from twice, never a file that says it nowhere.
+        let origin = marker::Origin { entry: st.entry, ino: st.key.1 };
+        marker::write_origin(fd, &origin).and_then(|()| marker::remove(fd)).map_err(|e| Error::io(fd_path(fd), e))?;
         lock(&self.files).remove(&st.key);
         self.stats.files_completed.fetch_add(1, Ordering::Relaxed);
         Ok(true)

@@ -84,15 +84,12 @@ pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usi
             if e.size > 0 {
                 f.set_len(e.size).map_err(|err| Error::at(&e.path, err))?;
                 let ino = rustix::fs::fstat(f.as_fd()).map_err(|err| Error::at(&e.path, err))?.st_ino;
-                let m = Marker::new(id.clone(), i, ino);
-                marker::write(f.as_fd(), &m).and_then(|()| marker::write_origin(f.as_fd(), &m)).map_err(|err| {
-                    match err.raw_os_error() {
-                        Some(libc::EPERM) => Error::Refused {
-                            path: e.path_lossy(),
-                            why: format!("cannot set the stub marker {}: populate must run as root", marker::MARKER_XATTR),
-                        },
-                        _ => Error::at(&e.path, err),
-                    }
+                marker::write(f.as_fd(), &Marker::new(id.clone(), i, ino)).map_err(|err| match err.raw_os_error() {
+                    Some(libc::EPERM) => Error::Refused {
+                        path: e.path_lossy(),
+                        why: format!("cannot set the stub marker {}: populate must run as root", marker::MARKER_XATTR),
+                    },
+                    _ => Error::at(&e.path, err),
                 })?;
             }
             target.set_meta_fd(f.as_fd(), e, Some(fresh))
