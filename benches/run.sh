@@ -9,7 +9,7 @@ ROOT=$(dirname "$BENCH")
 # shellcheck source=benches/lib.sh
 source "$BENCH/lib.sh"
 
-ALL_WORKLOADS=(archive read_at kernel dataset seqread hotread ci)
+ALL_WORKLOADS=(archive read_at kernel dataset seqread hotread ci profile)
 # Run only when named with --only (the 10-minute soak of issue #7).
 ONLY_WORKLOADS=(soak)
 

@@ -19,6 +19,8 @@ mod dehydrate;
 mod helper;
 #[path = "hydrate/lifecycle.rs"]
 mod lifecycle;
+#[path = "hydrate/profile.rs"]
+mod profile;
 #[path = "hydrate/safety.rs"]
 mod safety;
 #[path = "hydrate/soak.rs"]

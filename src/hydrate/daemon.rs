@@ -400,7 +400,10 @@ fn load_profile(opts: &ServeOptions, archive: &Archive) -> Result<Option<Profile
 /// The hydrator the options ask for, and its recorder with `--record`.
 fn hydrator_for(archive: Arc<Archive>, opts: &ServeOptions) -> (Hydrator, Option<Arc<Recorder>>) {
     let mut hyd = Hydrator::new(archive);
-    if opts.max_disk.is_some() {
+    // A budget must see every read to rank files by it, and so must a
+    // recording (a complete file gets an ignore mark: its later reads would
+    // go unseen). The cost is one event per read of those files.
+    if opts.max_disk.is_some() || opts.record.is_some() {
         hyd = hyd.keep_stubs();
     }
     let recorder = opts.record.as_ref().map(|_| Arc::new(Recorder::default()));

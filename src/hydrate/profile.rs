@@ -256,6 +256,7 @@ fn prefetch_loop(host: &dyn PrefetchHost, items: &[Item], next: &AtomicUsize, st
             return;
         }
         if let Some(file) = host.open(path) {
+            tracing::debug!("prefetch {} [{start}, {end})", String::from_utf8_lossy(path));
             prefetch_range(host, &file, *start, *end, stop, stats);
         }
         stats.ranges_done.fetch_add(1, Ordering::Relaxed);
