@@ -109,7 +109,9 @@ check_tools() {
     done
     [[ -f /usr/src/linux-source-6.1.tar.xz ]] || die "missing /usr/src/linux-source-6.1.tar.xz (apt-get install linux-source-6.1)"
     "$PY" -c 'import matplotlib, numpy' 2>/dev/null || die "$PY cannot import matplotlib and numpy (apt-get install python3-matplotlib)"
-    "$VENV/bin/ratarmount" --version >/dev/null 2>&1 || die "ratarmount does not run from $VENV"
+    if [[ " ${SELECTED[*]} " == *" dataset "* ]]; then
+        "$VENV/bin/ratarmount" --version >/dev/null 2>&1 || die "ratarmount does not run from $VENV"
+    fi
 }
 
 build_thaw() {
