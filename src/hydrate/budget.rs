@@ -56,6 +56,12 @@ impl Budget {
         (self.base + hyd.stats.bytes_written.load(Ordering::Relaxed)).saturating_sub(self.evicted.load(Ordering::Relaxed))
     }
 
+    /// Counts bytes given back by a `thaw dehydrate` the daemon ran.
+    pub fn note_evicted(&self, chunk_bytes: u64, files: u64) {
+        self.evicted.fetch_add(chunk_bytes, Ordering::Relaxed);
+        self.files_evicted.fetch_add(files, Ordering::Relaxed);
+    }
+
     /// Makes room for `need` more bytes: evicts least recently read files
     /// until the tree is at 90 % of the budget less `need`.
     pub fn make_room(&self, hyd: &Hydrator, fan: &Fanotify, need: u64) {
@@ -70,8 +76,7 @@ impl Budget {
         let target = (self.max / 10 * 9).saturating_sub(need);
         match self.evict_down(hyd, fan, used.saturating_sub(target)) {
             Ok((s, chunk_bytes)) => {
-                self.evicted.fetch_add(chunk_bytes, Ordering::Relaxed);
-                self.files_evicted.fetch_add(s.dehydrated, Ordering::Relaxed);
+                self.note_evicted(chunk_bytes, s.dehydrated);
                 tracing::debug!("budget: {} files ({} bytes) back to stubs", s.dehydrated, s.bytes_freed);
             }
             Err(e) => tracing::warn!("budget: {}", super::chain(&e)),

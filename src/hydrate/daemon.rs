@@ -426,7 +426,12 @@ impl Extras {
         let c = ctx.clone();
         let control = super::control::listen(Stage::open(dir)?, stop.clone(), move |stage, req| match req {
             Request::Dehydrate(o) => match super::dehydrate::dehydrate_served(stage, &c.hydrator, c.events.fan(), &o) {
-                Ok(s) => Reply::Dehydrated(s),
+                Ok(s) => {
+                    if let Some(b) = &c.budget {
+                        b.note_evicted(s.chunk_bytes_freed, s.dehydrated);
+                    }
+                    Reply::Dehydrated(s)
+                }
                 Err(e) => Reply::Failed(super::chain(&e)),
             },
         })?;

@@ -74,6 +74,10 @@ pub struct Summary {
     pub kept_profile: u64,
     /// Files accessed or written while the dehydration looked at them.
     pub kept_busy: u64,
+    /// Bytes of the chunks that were in place in the files dehydrated while
+    /// served (what the disk budget counts in).
+    #[serde(default)]
+    pub chunk_bytes_freed: u64,
 }
 
 /// Why a file is left as it is.
@@ -367,7 +371,7 @@ pub fn dehydrate_served(stage: &Stage, hyd: &Hydrator, fan: &Fanotify, opts: &Op
             Err(k) => s.count(k),
         }
     }
-    evict(&rules, victims, &mut s)?;
+    s.chunk_bytes_freed = evict(&rules, victims, &mut s)?;
     tracing::info!("dehydrated {} files ({} bytes) in {:?}", s.dehydrated, s.bytes_freed, started.elapsed());
     Ok(s)
 }

@@ -141,19 +141,26 @@ struct RecorderInner {
     order: Vec<(usize, u64, u64)>,
 }
 
+impl RecorderInner {
+    /// Chunk `k` (bytes `[s, e)`) of `entry` was asked for; kept only the first time.
+    fn add(&mut self, entry: usize, k: usize, s: u64, e: u64) {
+        if !self.seen.insert((entry, k)) {
+            return;
+        }
+        match self.order.last_mut() {
+            Some(last) if last.0 == entry && last.2 == s => last.2 = e,
+            _ => self.order.push((entry, s, e)),
+        }
+    }
+}
+
 impl Recorder {
     /// Notes that a reader asked for chunks `wanted` of `st`.
     pub fn note(&self, st: &FileState, wanted: Range<usize>) {
         let mut g = lock(&self.inner);
         for k in wanted {
-            if !g.seen.insert((st.entry, k)) {
-                continue;
-            }
             let (s, e) = st.chunks.range(k);
-            match g.order.last_mut() {
-                Some(last) if last.0 == st.entry && last.2 == s => last.2 = e,
-                _ => g.order.push((st.entry, s, e)),
-            }
+            g.add(st.entry, k, s, e);
         }
     }
 
@@ -291,5 +298,21 @@ fn prefetch_range(host: &dyn PrefetchHost, file: &std::fs::File, start: u64, end
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorder_keeps_first_access_order_and_merges_adjacent_chunks() {
+        let mut g = RecorderInner::default();
+        g.add(7, 0, 0, 10);
+        g.add(7, 1, 10, 20);
+        g.add(3, 0, 0, 5);
+        g.add(7, 1, 10, 20);
+        g.add(7, 2, 20, 30);
+        assert_eq!(g.order, vec![(7, 0, 20), (3, 0, 5), (7, 20, 30)]);
     }
 }
