@@ -355,17 +355,8 @@ pub fn serve(
     let tree = stage.tree_fd()?.try_clone_to_owned().map_err(|e| Error::io(stage.tree().display(), e))?;
     let mut mount = ServedMount::attach(&fan, &stage, opts.guard.as_ref())?;
     let events = Events::new(fan, opts.open_policy.clone(), opts.verbose, opts.event_timeout);
-    let ctx = Arc::new(Ctx {
-        events,
-        workers,
-        hydrator,
-        opts,
-        background: Default::default(),
-        tree,
-        budget,
-        waited: AtomicU64::new(0),
-        prefetch: OnceLock::new(),
-    });
+    let (background, waited, prefetch) = (Default::default(), AtomicU64::new(0), OnceLock::new());
+    let ctx = Arc::new(Ctx { events, workers, hydrator, opts, background, tree, budget, waited, prefetch });
     let extras = Extras::start(&ctx, dir, profile)?;
     save_stats(&stage, &ctx.stats(started, true));
     on_ready();
