@@ -391,10 +391,13 @@ fn load_profile(opts: &ServeOptions, archive: &Archive) -> Result<Option<Profile
 /// The hydrator the options ask for, and its recorder with `--record`.
 fn hydrator_for(archive: Arc<Archive>, opts: &ServeOptions) -> (Hydrator, Option<Arc<Recorder>>) {
     let mut hyd = Hydrator::new(archive);
-    // A budget must see every read to rank files by it, and so must a
-    // recording (a complete file gets an ignore mark: its later reads would
-    // go unseen). The cost is one event per read of those files.
-    if opts.max_disk.is_some() || opts.record.is_some() {
+    // A budget must see every read to rank files by it (the cost is one
+    // event per read of a complete file). So must a recording that runs
+    // beside a prefetch: a file the prefetch completes gets an ignore mark
+    // and the reads of it would go unseen. A recording alone needs not:
+    // every chunk a reader asks for is recorded before its file can be
+    // complete (readahead chunks are recorded as they are filled).
+    if opts.max_disk.is_some() || (opts.record.is_some() && opts.prefetch.is_some()) {
         hyd = hyd.keep_stubs();
     }
     let recorder = opts.record.as_ref().map(|_| Arc::new(Recorder::default()));

@@ -144,6 +144,17 @@ pub struct Hydrator {
     recorder: OnceLock<Arc<super::profile::Recorder>>,
 }
 
+/// On whose behalf chunks are filled.
+#[derive(Debug, Clone, Copy)]
+enum Why {
+    /// A reader's event.
+    Reader,
+    /// Readahead for a sequential reader.
+    Readahead,
+    /// A profile's prefetch.
+    Prefetch,
+}
+
 /// Outcome of [`Hydrator::ensure`] and [`Hydrator::ready`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ensured {
@@ -293,24 +304,32 @@ impl Hydrator {
 
     /// Makes bytes `[start, end)` of the stub present, writing through `fd`.
     pub fn ensure(&self, st: &FileState, fd: BorrowedFd<'_>, start: u64, end: u64) -> Result<Ensured, Error> {
-        self.ensure_for(st, fd, start, end, true)
+        self.ensure_for(st, fd, start, end, Why::Reader)
     }
 
-    /// [`Hydrator::ensure`] for work no reader asked for (readahead,
-    /// prefetch): not recorded in a profile, not counted as a read.
+    /// [`Hydrator::ensure`] for a prefetch: no reader asked for it, so it is
+    /// neither recorded in a profile nor counted as a read.
     pub fn ensure_background(&self, st: &FileState, fd: BorrowedFd<'_>, start: u64, end: u64) -> Result<Ensured, Error> {
-        self.ensure_for(st, fd, start, end, false)
+        self.ensure_for(st, fd, start, end, Why::Prefetch)
     }
 
-    fn ensure_for(&self, st: &FileState, fd: BorrowedFd<'_>, start: u64, end: u64, reader: bool) -> Result<Ensured, Error> {
+    fn ensure_for(&self, st: &FileState, fd: BorrowedFd<'_>, start: u64, end: u64, why: Why) -> Result<Ensured, Error> {
         let cur_size = self.record_user_changes(st, fd)?;
         let wanted = st.chunks.wanted(start, end.min(cur_size));
         let readahead_from = {
             let mut m = lock(&st.meta);
-            if reader {
-                self.accessed(st, &mut m, &wanted);
-            } else {
-                m.accesses += 1;
+            match why {
+                Why::Reader => self.accessed(st, &mut m, &wanted),
+                Why::Readahead => {
+                    // A sequential reader is about to ask for these: a
+                    // recording keeps them (once the file is complete and
+                    // ignored, its reads are no longer seen).
+                    m.accesses += 1;
+                    if let Some(r) = self.recorder.get() {
+                        r.note(st, wanted.clone());
+                    }
+                }
+                Why::Prefetch => m.accesses += 1,
             }
             st.note_access(&mut m, &wanted)
         };
@@ -482,7 +501,7 @@ impl Hydrator {
         let (s, _) = st.chunks.range(from);
         let (_, e) = st.chunks.range(end_chunk - 1);
         let fd = file.as_fd();
-        match self.ensure_background(st, fd, s, e) {
+        match self.ensure_for(st, fd, s, e, Why::Readahead) {
             Ok(r) if r.complete => self.finish(st, fd).unwrap_or(false),
             _ => false,
         }
