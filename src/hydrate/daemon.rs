@@ -465,6 +465,12 @@ impl PrefetchHost for Ctx {
     fn finished(&self, st: &FileState, fd: std::os::fd::BorrowedFd<'_>) {
         self.finish(st, fd);
     }
+
+    fn make_room(&self, need: u64) {
+        if let Some(b) = &self.budget {
+            b.make_room(&self.hydrator, self.events.fan(), need);
+        }
+    }
 }
 
 /// The event loop: dispatch, sweep deadlines, save statistics each second.
