@@ -17,6 +17,18 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+/// Room a writer made under the budget; given back when dropped.
+pub struct Room<'a> {
+    budget: &'a Budget,
+    need: u64,
+}
+
+impl Drop for Room<'_> {
+    fn drop(&mut self) {
+        self.budget.reserved.fetch_sub(self.need, Ordering::Relaxed);
+    }
+}
+
 /// The disk budget of one serve.
 pub struct Budget {
     max: u64,
@@ -24,6 +36,8 @@ pub struct Budget {
     base: u64,
     /// Bytes given back since.
     evicted: AtomicU64,
+    /// Bytes writers made room for and are writing now (see [`Room`]).
+    reserved: AtomicU64,
     /// Files given back since.
     pub files_evicted: AtomicU64,
     /// One eviction at a time.
@@ -48,12 +62,15 @@ impl Budget {
                 }
             }
         }
-        Ok(Budget { max, base, evicted: AtomicU64::new(0), files_evicted: AtomicU64::new(0), busy: Mutex::new(()), tree })
+        let (evicted, reserved, files_evicted) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+        Ok(Budget { max, base, evicted, reserved, files_evicted, busy: Mutex::new(()), tree })
     }
 
-    /// Archive bytes in the tree now (as written, less what was given back).
+    /// Archive bytes in the tree now (as written, less what was given
+    /// back), plus what writers have made room for and not written yet.
     pub fn used(&self, hyd: &Hydrator) -> u64 {
-        (self.base + hyd.stats.bytes_written.load(Ordering::Relaxed)).saturating_sub(self.evicted.load(Ordering::Relaxed))
+        let now = self.base + hyd.stats.bytes_written.load(Ordering::Relaxed) + self.reserved.load(Ordering::Relaxed);
+        now.saturating_sub(self.evicted.load(Ordering::Relaxed))
     }
 
     /// Counts bytes given back by a `thaw dehydrate` the daemon ran.
@@ -63,12 +80,18 @@ impl Budget {
     }
 
     /// Makes room for `need` more bytes: evicts least recently read files
-    /// until the tree is at 90 % of the budget less `need`.
-    pub fn make_room(&self, hyd: &Hydrator, fan: &Fanotify, need: u64) {
-        if self.used(hyd) + need <= self.max {
-            return;
-        }
+    /// until the tree is at 90 % of the budget less `need`. The room is
+    /// held for the caller (so concurrent writers do not all count on the
+    /// same free space) until the returned [`Room`] is dropped, once the
+    /// bytes are written (and counted as such).
+    pub fn make_room(&self, hyd: &Hydrator, fan: &Fanotify, need: u64) -> Room<'_> {
         let _one = lock(&self.busy);
+        self.evict_for(hyd, fan, need);
+        self.reserved.fetch_add(need, Ordering::Relaxed);
+        Room { budget: self, need }
+    }
+
+    fn evict_for(&self, hyd: &Hydrator, fan: &Fanotify, need: u64) {
         let used = self.used(hyd);
         if used + need <= self.max {
             return;

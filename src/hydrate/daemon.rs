@@ -5,7 +5,7 @@
 //! readers get the empty `DIR`, not zeros), queued and in-flight events are
 //! finished, statistics are saved, and the guard takes over.
 
-use super::budget::Budget;
+use super::budget::{Budget, Room};
 use super::control::{Reply, Request};
 use super::events::{Events, OpenPolicy, Pending, Routed, Work, WATCH};
 use super::guard::MAX_EVENT_FD;
@@ -228,10 +228,10 @@ impl Ctx {
         let (st, r) = match work {
             Work::Finish(st) => (st, Ok(super::hydrator::Ensured { complete: true, readahead_from: None })),
             Work::Ensure(st, start, end) => {
-                if let Some(b) = &self.budget {
+                let _room = self.budget.as_ref().map(|b| {
                     let need = st.chunks.missing_bytes(st.chunks.wanted(start, end.min(st.chunks.file_len())));
-                    b.make_room(&self.hydrator, self.events.fan(), need);
-                }
+                    b.make_room(&self.hydrator, self.events.fan(), need)
+                });
                 let r = self.hydrator.ensure(&st, fd, start, end);
                 (st, r)
             }
@@ -276,11 +276,11 @@ impl Ctx {
         self.background.fetch_add(1, Ordering::SeqCst);
         let ctx = self.clone();
         self.workers.spawn(move || {
-            if let Some(b) = &ctx.budget {
-                let end = (from + n).min(st.chunks.len());
-                b.make_room(&ctx.hydrator, ctx.events.fan(), st.chunks.missing_bytes(from..end));
-            }
-            if ctx.hydrator.readahead(&st, from, n) {
+            let end = (from + n).min(st.chunks.len());
+            let room = ctx.budget.as_ref().map(|b| b.make_room(&ctx.hydrator, ctx.events.fan(), st.chunks.missing_bytes(from..end)));
+            let complete = ctx.hydrator.readahead(&st, from, n);
+            drop(room);
+            if complete {
                 if let Some(file) = st.handle() {
                     let _ = ctx.events.fan().ignore_inode(file.as_fd(), WATCH);
                 }
@@ -466,10 +466,8 @@ impl PrefetchHost for Ctx {
         self.finish(st, fd);
     }
 
-    fn make_room(&self, need: u64) {
-        if let Some(b) = &self.budget {
-            b.make_room(&self.hydrator, self.events.fan(), need);
-        }
+    fn make_room(&self, need: u64) -> Option<Room<'_>> {
+        self.budget.as_ref().map(|b| b.make_room(&self.hydrator, self.events.fan(), need))
     }
 }
 

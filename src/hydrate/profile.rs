@@ -211,8 +211,9 @@ pub trait PrefetchHost: Send + Sync + 'static {
     fn readers_waiting(&self) -> usize;
     /// A file became complete through `fd`.
     fn finished(&self, st: &FileState, fd: std::os::fd::BorrowedFd<'_>);
-    /// Makes room under the disk budget (if any) for `need` more bytes.
-    fn make_room(&self, need: u64);
+    /// Makes room under the disk budget (if any) for `need` more bytes,
+    /// held until the returned room is dropped.
+    fn make_room(&self, need: u64) -> Option<super::budget::Room<'_>>;
 }
 
 impl Prefetch {
@@ -291,7 +292,7 @@ fn prefetch_range(host: &dyn PrefetchHost, file: &std::fs::File, start: u64, end
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        host.make_room(st.chunks.missing_bytes(k..k + 1));
+        let _room = host.make_room(st.chunks.missing_bytes(k..k + 1));
         let (s, e) = st.chunks.range(k);
         match hyd.ensure_background(&st, fd, s, e) {
             Ok(r) if r.complete => host.finished(&st, fd),

@@ -277,3 +277,42 @@ fn max_disk_keeps_the_tree_under_budget_while_a_reader_reads_ten_times_it() {
     assert!(evicted > 10, "{}", s.stats());
     verify_clean(&s);
 }
+
+#[test]
+fn max_disk_never_evicts_a_mapped_file_and_bounds_a_prefetch_too() {
+    const BUDGET: u64 = 4 << 20;
+    let s = Setup::new("budget-map", "256K", |src| {
+        let mut r = Rng(78);
+        for i in 0..48u64 {
+            fs::write(src.join(format!("f{i:02}")), data(400 + i, 100_000 + r.below(700_000) as usize)).unwrap();
+        }
+    });
+    let prof = s.scratch.join("all.profile");
+    let names: Vec<String> = (0..48).map(|i| format!("f{i:02}")).collect();
+    let ranges: Vec<(&str, u64, u64)> = names.iter().map(|n| (n.as_str(), 0, 1 << 20)).collect();
+    crate::profile::write_profile(&prof, &crate::profile::archive_id(&s.archive), &ranges);
+    let served = s.serve(&["--max-disk", "4M", "--prefetch", prof.to_str().unwrap()]);
+    let out = helper::out_dir(s.scratch.path()).join("mapped.out");
+    let mapped = s.dir.join("f00");
+    let len = s.src_file("f00").len().min(100_000).to_string();
+    let mut h = Helper::spawn("hold", &[mapped.to_str().unwrap(), "mmap", "0", &len, out.to_str().unwrap()], true);
+    assert!(h.expect("held", Duration::from_secs(30)).is_some());
+    let mut r = Rng(4);
+    let (mut read, mut peak) = (0u64, 0u64);
+    while read < 10 * BUDGET {
+        let rel = format!("f{:02}", 1 + r.below(47));
+        let got = fs::read(s.dir.join(&rel)).unwrap();
+        assert!(got == s.src_file(&rel), "{rel} read wrong bytes under the budget");
+        read += got.len() as u64;
+        peak = peak.max(disk_of_tree(&s));
+    }
+    crate::served::wait_for("the prefetch", || s.stats()["prefetch_ranges_done"] == 48);
+    peak = peak.max(disk_of_tree(&s));
+    assert!(peak as f64 <= 1.05 * BUDGET as f64, "disk peaked at {peak} bytes, budget {BUDGET}");
+    h.say("go");
+    let o = h.finish(Duration::from_secs(30));
+    assert_eq!(o.result.as_deref(), Some(format!("ok {len}").as_str()), "{o:?}");
+    assert!(fs::read(&out).unwrap() == s.src_file("f00")[..len.parse::<usize>().unwrap()], "the mapped file lost its bytes");
+    served.stop();
+    verify_clean(&s);
+}

@@ -22,7 +22,7 @@ fn load(p: &Path) -> (serde_json::Value, Vec<(String, u64, u64)>) {
 }
 
 /// Writes a profile by hand: whole files (or the given ranges), in order.
-fn write_profile(p: &Path, id: &str, ranges: &[(&str, u64, u64)]) {
+pub fn write_profile(p: &Path, id: &str, ranges: &[(&str, u64, u64)]) {
     let mut enc = zstd::stream::write::Encoder::new(fs::File::create(p).unwrap(), 3).unwrap();
     writeln!(enc, "{}", serde_json::json!({"thaw_profile": 1, "archive_id": id})).unwrap();
     for (i, (path, off, len)) in ranges.iter().enumerate() {
@@ -31,7 +31,7 @@ fn write_profile(p: &Path, id: &str, ranges: &[(&str, u64, u64)]) {
     enc.finish().unwrap();
 }
 
-fn archive_id(archive: &Path) -> String {
+pub fn archive_id(archive: &Path) -> String {
     let out = thaw([OsStr::new("info"), archive.as_os_str(), OsStr::new("--json")]).ok();
     serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["id"].as_str().unwrap().to_string()
 }
