@@ -7,8 +7,8 @@
 //! changed (those are not counted either: their bytes are the user's).
 
 use super::chunks::lock;
-use super::dehydrate::{evict, prepare, Options, Rules, Summary};
-use super::hydrator::Hydrator;
+use super::dehydrate::{evict, prepare, Options, Rules, Summary, Victim};
+use super::hydrator::{FileState, Hydrator};
 use super::Error;
 use crate::sys::fanotify::Fanotify;
 use crate::tree::stage::{open_rel, Stage};
@@ -112,27 +112,37 @@ impl Budget {
         let mut states: Vec<_> =
             hyd.states().into_iter().map(|st| (st.accesses().1, st)).filter(|(_, st)| st.chunks.done_bytes() > 0).collect();
         states.sort_by_key(|(last, _)| *last);
-        let index = hyd.archive().index();
-        let mut victims = Vec::new();
-        let mut planned = 0;
-        for (_, st) in states {
-            // Some will be held or busy: plan for more than needed.
-            if planned >= want + want / 2 {
+        let mut states = states.into_iter().map(|(_, st)| st);
+        let (mut s, mut freed) = (Summary::default(), 0);
+        // Batches (one /proc scan each) until enough is freed or no file is left:
+        // some files are held or busy, so each batch plans for more than is missing.
+        while freed < want {
+            let mut victims = Vec::new();
+            let mut planned = 0;
+            for st in states.by_ref() {
+                if let Some(v) = self.victim(&rules, hyd, fan, &st)? {
+                    planned += st.chunks.done_bytes();
+                    victims.push(v);
+                }
+                if planned >= (want - freed) + (want - freed) / 2 {
+                    break;
+                }
+            }
+            if victims.is_empty() {
                 break;
             }
-            let Some(entry) = index.get(st.entry) else { continue };
-            let Some(file) = open_rel(self.tree.as_fd(), &entry.path, OFlags::RDWR)? else { continue };
-            let same = rustix::fs::fstat(file.as_fd()).is_ok_and(|s| (s.st_dev, s.st_ino) == st.key);
-            if !same {
-                continue;
-            }
-            if let Ok(v) = prepare(&rules, hyd, fan, file, &Options::default())? {
-                planned += st.chunks.done_bytes();
-                victims.push(v);
-            }
+            freed += evict(&rules, victims, &mut s)?;
         }
-        let mut s = Summary::default();
-        let chunk_bytes = evict(&rules, victims, &mut s)?;
-        Ok((s, chunk_bytes))
+        Ok((s, freed))
+    }
+
+    /// The stub of `st` ready to evict, if it still is at its entry's path.
+    fn victim(&self, rules: &Rules<'_>, hyd: &Hydrator, fan: &Fanotify, st: &FileState) -> Result<Option<Victim>, Error> {
+        let Some(entry) = hyd.archive().index().get(st.entry) else { return Ok(None) };
+        let Some(file) = open_rel(self.tree.as_fd(), &entry.path, OFlags::RDWR)? else { return Ok(None) };
+        if !rustix::fs::fstat(file.as_fd()).is_ok_and(|s| (s.st_dev, s.st_ino) == st.key) {
+            return Ok(None);
+        }
+        Ok(prepare(rules, hyd, fan, file, &Options::default())?.ok())
     }
 }

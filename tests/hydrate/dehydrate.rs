@@ -299,7 +299,7 @@ fn max_disk_never_evicts_a_mapped_file_and_bounds_a_prefetch_too() {
     assert!(h.expect("held", Duration::from_secs(30)).is_some());
     let mut r = Rng(4);
     let (mut read, mut peak) = (0u64, 0u64);
-    while read < 10 * BUDGET {
+    while read < 5 * BUDGET {
         let rel = format!("f{:02}", 1 + r.below(47));
         let got = fs::read(s.dir.join(&rel)).unwrap();
         assert!(got == s.src_file(&rel), "{rel} read wrong bytes under the budget");
@@ -308,7 +308,7 @@ fn max_disk_never_evicts_a_mapped_file_and_bounds_a_prefetch_too() {
     }
     crate::served::wait_for("the prefetch", || s.stats()["prefetch_ranges_done"] == 48);
     peak = peak.max(disk_of_tree(&s));
-    assert!(peak as f64 <= 1.05 * BUDGET as f64, "disk peaked at {peak} bytes, budget {BUDGET}");
+    assert!(peak as f64 <= 1.05 * BUDGET as f64, "disk peaked at {peak} bytes, budget {BUDGET}; {}", s.stats());
     h.say("go");
     let o = h.finish(Duration::from_secs(30));
     assert_eq!(o.result.as_deref(), Some(format!("ok {len}").as_str()), "{o:?}");
