@@ -10,6 +10,9 @@
 //! once; [`hydrator`] fills stubs using a [`chunks::ChunkMap`] per file;
 //! [`daemon`] ties them into `thaw serve`; [`guard`] outlives a dead daemon;
 //! [`supervise`] is `thaw run`; [`status`] looks at trees from outside.
+//! Beside the event path: [`dehydrate`] turns files back into stubs (asked
+//! over [`control`] while served), [`budget`] does it to keep `--max-disk`,
+//! and [`profile`] records first accesses and prefetches them.
 
 pub mod budget;
 pub mod chunks;
