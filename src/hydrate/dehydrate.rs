@@ -280,28 +280,35 @@ pub fn dehydrate_offline(stage: &Stage, archive: &Archive, opts: &Options) -> Re
     let (files, kept) = select(stage, archive, opts)?;
     let mut s = Summary { kept_profile: kept, ..Default::default() };
     let tree = stage.tree_fd()?;
-    let mut todo = Vec::new();
-    for f in &files {
-        let Some(file) = open_tree_file(tree, f, OFlags::RDWR)? else { continue };
-        match rules.check(&file)? {
-            Err(k) => s.count(k),
-            Ok(el) if too_recent(opts, el.atime) => s.count(Keep::Recent),
-            Ok(el) => todo.push((file, el)),
+    for batch in files.chunks(BATCH) {
+        let mut todo = Vec::new();
+        for f in batch {
+            let Some(file) = open_tree_file(tree, f, OFlags::RDWR)? else { continue };
+            match rules.check(&file)? {
+                Err(k) => s.count(k),
+                Ok(el) if too_recent(opts, el.atime) => s.count(Keep::Recent),
+                Ok(el) => todo.push((file, el)),
+            }
         }
-    }
-    let held = held_inodes();
-    for (file, el) in todo {
-        if held.contains(&el.key) {
-            s.kept_held += 1;
-            continue;
+        let held = held_inodes();
+        for (file, el) in todo {
+            if held.contains(&el.key) {
+                s.kept_held += 1;
+                continue;
+            }
+            rules.restub(&file, &el)?;
+            rules.punch(&file, &el)?;
+            s.dehydrated += 1;
+            s.bytes_freed += el.allocated;
         }
-        rules.restub(&file, &el)?;
-        rules.punch(&file, &el)?;
-        s.dehydrated += 1;
-        s.bytes_freed += el.allocated;
     }
     Ok(s)
 }
+
+/// Files looked at between two scans for holders: each stays open until its
+/// scan, so a large tree (the Linux source has 80k files) goes in batches
+/// that keep the open files well under the fd limit.
+const BATCH: usize = 1024;
 
 /// A file the daemon is about to evict: its state and the access count seen.
 pub struct Victim {
@@ -363,15 +370,17 @@ pub fn dehydrate_served(stage: &Stage, hyd: &Hydrator, fan: &Fanotify, opts: &Op
     let mut s = Summary { kept_profile: kept, ..Default::default() };
     let tree = stage.tree_fd()?;
     let started = Instant::now();
-    let mut victims = Vec::new();
-    for f in &files {
-        let Some(file) = open_tree_file(tree, f, OFlags::RDWR)? else { continue };
-        match prepare(&rules, hyd, fan, file, opts)? {
-            Ok(v) => victims.push(v),
-            Err(k) => s.count(k),
+    for batch in files.chunks(BATCH) {
+        let mut victims = Vec::new();
+        for f in batch {
+            let Some(file) = open_tree_file(tree, f, OFlags::RDWR)? else { continue };
+            match prepare(&rules, hyd, fan, file, opts)? {
+                Ok(v) => victims.push(v),
+                Err(k) => s.count(k),
+            }
         }
+        s.chunk_bytes_freed += evict(&rules, victims, &mut s)?;
     }
-    s.chunk_bytes_freed = evict(&rules, victims, &mut s)?;
     tracing::info!("dehydrated {} files ({} bytes) in {:?}", s.dehydrated, s.bytes_freed, started.elapsed());
     Ok(s)
 }
