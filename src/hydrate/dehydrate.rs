@@ -280,7 +280,7 @@ pub fn dehydrate_offline(stage: &Stage, archive: &Archive, opts: &Options) -> Re
     let (files, kept) = select(stage, archive, opts)?;
     let mut s = Summary { kept_profile: kept, ..Default::default() };
     let tree = stage.tree_fd()?;
-    for batch in files.chunks(BATCH) {
+    for batch in files.chunks(batch()) {
         let mut todo = Vec::new();
         for f in batch {
             let Some(file) = open_tree_file(tree, f, OFlags::RDWR)? else { continue };
@@ -308,7 +308,10 @@ pub fn dehydrate_offline(stage: &Stage, archive: &Archive, opts: &Options) -> Re
 /// Files looked at between two scans for holders: each stays open until its
 /// scan, so a large tree (the Linux source has 80k files) goes in batches
 /// that keep the open files well under the fd limit.
-const BATCH: usize = 1024;
+fn batch() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(4096);
+    (soft / 4).clamp(16, 1024) as usize
+}
 
 /// A file the daemon is about to evict: its state and the access count seen.
 pub struct Victim {
@@ -370,7 +373,7 @@ pub fn dehydrate_served(stage: &Stage, hyd: &Hydrator, fan: &Fanotify, opts: &Op
     let mut s = Summary { kept_profile: kept, ..Default::default() };
     let tree = stage.tree_fd()?;
     let started = Instant::now();
-    for batch in files.chunks(BATCH) {
+    for batch in files.chunks(batch()) {
         let mut victims = Vec::new();
         for f in batch {
             let Some(file) = open_tree_file(tree, f, OFlags::RDWR)? else { continue };

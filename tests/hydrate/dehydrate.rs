@@ -316,3 +316,24 @@ fn max_disk_never_evicts_a_mapped_file_and_bounds_a_prefetch_too() {
     served.stop();
     verify_clean(&s);
 }
+
+#[test]
+fn dehydrate_of_a_tree_larger_than_the_fd_limit() {
+    let s = Setup::new("dehyd-many", "64K", |src| {
+        for i in 0..300u64 {
+            fs::write(src.join(format!("f{i:03}")), data(900 + i, 5_000)).unwrap();
+        }
+    });
+    thaw([OsStr::new("hydrate"), s.dir.as_os_str()]).ok();
+    // 100 fds for 300 files: the files must go in batches, not all open at once.
+    let out = std::process::Command::new("prlimit")
+        .args(["--nofile=100", "--"])
+        .arg(env!("CARGO_BIN_EXE_thaw"))
+        .arg("dehydrate")
+        .arg(&s.dir)
+        .output()
+        .expect("prlimit (util-linux)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("dehydrated 300 files"), "{err}");
+    assert_eq!(s.status()["bytes_hydrated"], 0);
+}
