@@ -145,7 +145,9 @@ profile_dataset() {
     PDS_BYTES=$(jq -r .bytes "$PDS/src.lists/expected.json")
 }
 
-# Samples the box's du every 0.1 s into $1 until $2 exists; prints the peak.
+# Samples du of DIR's stage every 0.1 s until $2 exists; prints the peak.
+# (Not the box: while served, du sees the tree twice, through the mount on
+# DIR and in the stage.)
 profile_sample_disk() {
     local box=$1 stop=$2 peak=0 d
     while [[ ! -e $stop ]]; do
@@ -169,7 +171,7 @@ profile_budget() {
             [[ $v == budget ]] && extra=(--max-disk "$budget")
             drop_caches
             rm -f "$PW/sample.stop"
-            profile_sample_disk "$box" "$PW/sample.stop" >"$PW/sample.peak" &
+            profile_sample_disk "$box/.ds.thaw" "$PW/sample.stop" >"$PW/sample.peak" &
             local sampler=$!
             log "profile: dataset job, $v, rep $rep"
             timed "profile-ds-$v-$rep" "$THAW" run "${extra[@]}" "$PDS/ds.tar.zst" "$dir" -- \
