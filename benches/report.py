@@ -21,6 +21,7 @@ TITLES = {
     "seqread": "Cold sequential read of one large file (issue #4, workload 3)",
     "hotread": "Hot reads after hydration vs native (issue #4, workload 4)",
     "ci": "CI artifact restore: cargo `target/`, then a no-op build (issue #4, workload 5)",
+    "profile": "Access profiles, dehydrate and the disk budget (issue #12)",
 }
 
 

@@ -104,6 +104,9 @@ enum Cmd {
         output: PathBuf,
         #[command(flatten)]
         opts: PackOpts,
+        /// Put the files this access profile names first, in its order and contiguous
+        #[arg(long, value_name = "PROFILE")]
+        order: Option<PathBuf>,
     },
     /// Re-frame a .tar, .tar.gz, .tar.xz or .tar.zst into a thaw archive (streaming)
     Convert {
@@ -174,7 +177,25 @@ enum Cmd {
         json: bool,
     },
     /// Fill stubs completely (all, or the given paths relative to DIR), in parallel
-    Hydrate { dir: PathBuf, paths: Vec<PathBuf> },
+    Hydrate {
+        dir: PathBuf,
+        paths: Vec<PathBuf>,
+        /// Then leave DIR a plain directory that needs no daemon (the stage goes away)
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Turn files hydrated from the archive back into stubs (all, or the given paths);
+    /// files users wrote, created, renamed over or linked, and files held open or mapped, are kept
+    Dehydrate {
+        dir: PathBuf,
+        paths: Vec<PathBuf>,
+        /// Only files not read for this long (e.g. 30m, 12h, 7d; by last read: see `thaw help dehydrate`)
+        #[arg(long, value_parser = parse_duration)]
+        older_than: Option<std::time::Duration>,
+        /// Keep the files this access profile names
+        #[arg(long, value_name = "PROFILE")]
+        keep: Option<PathBuf>,
+    },
     /// Print a shell completion script to stdout
     Completions { shell: Shell },
     /// Print the thaw(1) man page to stdout, or write it and one page per command into a directory
@@ -239,6 +260,19 @@ struct ServeArgs {
     /// Nice value of the daemon's threads (readers wait on them)
     #[arg(long, default_value_t = -5, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-20..=19))]
     nice: i32,
+    /// Keep the archive bytes hydrated in DIR under SIZE (e.g. 10G): least recently
+    /// read files go back to stubs
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_disk: Option<usize>,
+    /// Write the ranges readers asked for, in first-access order, to this profile when serving stops
+    #[arg(long, value_name = "PROFILE")]
+    record: Option<PathBuf>,
+    /// Hydrate this profile's ranges in the background as soon as DIR is served (readers come first)
+    #[arg(long, value_name = "PROFILE")]
+    prefetch: Option<PathBuf>,
+    /// Threads the prefetch uses
+    #[arg(long, default_value_t = 2)]
+    prefetch_threads: usize,
 }
 
 impl ServeArgs {
@@ -264,6 +298,10 @@ impl ServeArgs {
         o.marks_limit = self.marks_limit;
         o.nice = self.nice;
         o.guard = std::env::current_exe().ok().map(|exe| GuardOptions { exe, kill_readers: !self.no_kill_readers });
+        o.max_disk = self.max_disk.map(|n| n as u64);
+        o.record = self.record.clone();
+        o.prefetch = self.prefetch.clone();
+        o.prefetch_threads = self.prefetch_threads.max(1);
         o
     }
 }
@@ -284,6 +322,21 @@ fn parse_size(s: &str) -> Result<usize, String> {
         None => (s, 1),
     };
     num.trim().parse::<usize>().map(|n| n * mul).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// `90s`, `30m`, `12h`, `7d` (a bare number is seconds).
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..split].parse().map_err(|e| format!("{s:?}: {e}"))?;
+    let mul = match &s[split..] {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        other => return Err(format!("unknown duration unit {other:?} (use s, m, h or d)")),
+    };
+    Ok(std::time::Duration::from_secs(n * mul))
 }
 
 fn threads(n: Option<usize>) -> usize {
@@ -454,7 +507,7 @@ where
 fn run(cli: Cli) -> Result<i32> {
     let verbose = cli.verbose > 0;
     match cli.cmd {
-        Cmd::Pack { src, output, opts } => pack(&src, &output, &opts),
+        Cmd::Pack { src, output, opts, order } => pack(&src, &output, &opts, order.as_deref()),
         Cmd::Convert { input, output, opts } => convert(&input, &output, &opts),
         Cmd::Ls { archive, long, json } => ls(&archive, long, json),
         Cmd::Cat { archive, path } => cat(&archive, &path),
@@ -487,7 +540,8 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Run { archive, dir, opts, command } => run_command(&archive, &dir, opts.options(verbose), &command),
         Cmd::Status { dir, json } => status(&dir, json),
-        Cmd::Hydrate { dir, paths } => hydrate_paths(&dir, &paths),
+        Cmd::Hydrate { dir, paths, detach } => hydrate_paths(&dir, &paths, detach),
+        Cmd::Dehydrate { dir, paths, older_than, keep } => dehydrate(&dir, hydrate::dehydrate::Options { paths, older_than, keep }),
         Cmd::Completions { shell } => completions(shell),
         Cmd::Man { dir } => man(dir.as_deref()),
         Cmd::Upgrade { dir, to: None } => upgrade(&dir),
@@ -518,10 +572,14 @@ fn with_output<T>(output: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Resu
 }
 
 /// `thaw pack`
-fn pack(src: &Path, output: &Path, opts: &PackOpts) -> Result<i32> {
+fn pack(src: &Path, output: &Path, opts: &PackOpts, order: Option<&Path>) -> Result<i32> {
+    let first = match order {
+        Some(p) => hydrate::profile::Profile::load(p).with_context(|| format!("cannot read the profile {}", p.display()))?.paths(),
+        None => Vec::new(),
+    };
     let pb = bar("packing");
     let s = with_output(output, |out| {
-        archive::pack::pack(src, out, opts.writer(), &|t| pb.set_length(t), &|n| pb.inc(n))
+        archive::pack::pack_ordered(src, out, opts.writer(), &first, &|t| pb.set_length(t), &|n| pb.inc(n))
             .with_context(|| format!("cannot pack {} into {}", src.display(), archive::remote::shown(output)))
     })?;
     pb.finish_and_clear();
@@ -777,12 +835,39 @@ fn status(dir: &Path, json: bool) -> Result<i32> {
     Ok(0)
 }
 
-/// `thaw hydrate`: fill stubs now (all, or those under `paths`).
-fn hydrate_paths(dir: &Path, paths: &[PathBuf]) -> Result<i32> {
+/// `thaw hydrate`: fill stubs now (all, or those under `paths`), and with
+/// `--detach` leave DIR a plain directory.
+fn hydrate_paths(dir: &Path, paths: &[PathBuf], detach: bool) -> Result<i32> {
+    if detach && !paths.is_empty() {
+        bail!("--detach needs the whole tree hydrated: give no paths");
+    }
     let pb = bar("hydrating");
     let n = hydrate::status::hydrate(dir, None, paths, &|n| pb.inc(n)).with_context(|| format!("cannot hydrate {}", dir.display()))?;
     pb.finish_and_clear();
     note!("hydrated {n} files");
+    if detach {
+        let files = hydrate::status::detach(dir).with_context(|| format!("cannot detach {}", dir.display()))?;
+        note!("detached {}: {files} files, a plain directory now (no daemon needed)", dir.display());
+    }
+    Ok(0)
+}
+
+/// `thaw dehydrate`: files back to stubs, through the daemon when served.
+fn dehydrate(dir: &Path, opts: hydrate::dehydrate::Options) -> Result<i32> {
+    let s = hydrate::control::dehydrate(dir, &opts).with_context(|| format!("cannot dehydrate {}", dir.display()))?;
+    note!(
+        "dehydrated {} files ({} freed); kept: {} modified by users, {} not thaw's, {} hard-linked, {} open or mapped, {} read recently, {} in the profile, {} busy; {} already stubs",
+        s.dehydrated,
+        human(s.bytes_freed),
+        s.kept_modified,
+        s.kept_not_ours,
+        s.kept_linked,
+        s.kept_held,
+        s.kept_recent,
+        s.kept_profile,
+        s.kept_busy,
+        s.already_stubs
+    );
     Ok(0)
 }
 

@@ -19,6 +19,7 @@ const COMMANDS: &[&str] = &[
     "run",
     "status",
     "hydrate",
+    "dehydrate",
     "upgrade",
     "completions",
     "man",

@@ -13,6 +13,8 @@ mod served;
 
 #[path = "hydrate/content.rs"]
 mod content;
+#[path = "hydrate/dehydrate.rs"]
+mod dehydrate;
 #[path = "hydrate/formats.rs"]
 mod formats;
 #[path = "support/helper.rs"]
@@ -21,6 +23,8 @@ mod helper;
 mod lifecycle;
 #[path = "hydrate/marks.rs"]
 mod marks;
+#[path = "hydrate/profile.rs"]
+mod profile;
 #[path = "hydrate/safety.rs"]
 mod safety;
 #[path = "hydrate/soak.rs"]

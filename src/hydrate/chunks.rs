@@ -108,6 +108,32 @@ impl ChunkMap {
         g.done == g.chunks.len()
     }
 
+    /// Bytes of the chunks in place (what the file holds from the archive).
+    pub fn done_bytes(&self) -> u64 {
+        let g = lock(&self.state);
+        self.ranges.iter().zip(&g.chunks).filter(|(_, &c)| c == State::Done).map(|(r, _)| r.1 - r.0).sum()
+    }
+
+    /// Bytes of the chunks of `range` not in place yet (what filling it would write).
+    pub fn missing_bytes(&self, range: Range<usize>) -> u64 {
+        let g = lock(&self.state);
+        range.filter(|&k| g.chunks[k] != State::Done).map(|k| self.ranges[k].1 - self.ranges[k].0).sum()
+    }
+
+    /// True if no chunk is being written.
+    pub fn idle(&self) -> bool {
+        !lock(&self.state).chunks.contains(&State::Busy)
+    }
+
+    /// Every chunk counts as missing again (the file was emptied; see
+    /// [`crate::hydrate::dehydrate`]). Call only when [`ChunkMap::idle`].
+    pub fn reset_missing(&self) {
+        let mut g = lock(&self.state);
+        debug_assert!(!g.chunks.contains(&State::Busy));
+        g.chunks.iter_mut().for_each(|c| *c = State::Missing);
+        g.done = 0;
+    }
+
     /// Counts every missing chunk that starts at or past `offset` as in place:
     /// the user truncated the file there, so those bytes are theirs.
     pub fn truncated_at(&self, offset: u64) {

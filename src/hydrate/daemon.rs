@@ -5,19 +5,24 @@
 //! readers get the empty `DIR`, not zeros), queued and in-flight events are
 //! finished, statistics are saved, and the guard takes over.
 
+use super::budget::{Budget, Room};
+use super::control::{Reply, Request};
 use super::events::{Events, OpenPolicy, Pending, Routed, Work};
 use super::guard::MAX_EVENT_FD;
 use super::hydrator::{FileState, Hydrator};
 use super::marks::{mark_stubs, MarkScope, Marked, AUTO_STUB_LIMIT};
 use super::mount::{GuardOptions, ServedMount, Watched};
+use super::profile::{Prefetch, PrefetchHost, PrefetchStats, Profile, Recorder};
 use super::Error;
 use crate::archive::Archive;
 use crate::sys::fanotify::Fanotify;
+use crate::tree::stage::open_rel;
 use crate::tree::stage::{Stage, STATS};
-use std::os::fd::AsFd;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use rustix::fs::OFlags;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How `thaw serve` behaves.
@@ -50,6 +55,14 @@ pub struct ServeOptions {
     /// Nice value of the daemon's threads: a reader waits on them, so they
     /// should not queue behind the readers' own CPU work.
     pub nice: i32,
+    /// Keep the archive bytes in the tree under this many (see [`super::budget`]).
+    pub max_disk: Option<u64>,
+    /// Write the readers' first accesses to this profile at the end.
+    pub record: Option<PathBuf>,
+    /// Hydrate this profile's ranges in the background once served.
+    pub prefetch: Option<PathBuf>,
+    /// Threads the prefetch uses.
+    pub prefetch_threads: usize,
 }
 
 impl Default for ServeOptions {
@@ -68,6 +81,10 @@ impl Default for ServeOptions {
             marks: MarkScope::Auto,
             marks_limit: AUTO_STUB_LIMIT,
             nice: -5,
+            max_disk: None,
+            record: None,
+            prefetch: None,
+            prefetch_threads: 2,
         }
     }
 }
@@ -126,6 +143,24 @@ pub struct ServeStats {
     /// Time spent marking them, in milliseconds.
     #[serde(default)]
     pub mark_ms: u64,
+    /// Events a worker had to fill data for before answering (they waited for a decode).
+    #[serde(default)]
+    pub events_waited: u64,
+    /// Files the disk budget turned back into stubs.
+    #[serde(default)]
+    pub files_evicted: u64,
+    /// Archive bytes in the tree by the budget's count (0 without a budget).
+    #[serde(default)]
+    pub budget_used: u64,
+    /// Profile ranges prefetched (or found in place).
+    #[serde(default)]
+    pub prefetch_ranges_done: u64,
+    /// Profile ranges skipped: the archive has no such file.
+    #[serde(default)]
+    pub prefetch_ranges_skipped: u64,
+    /// Times the prefetch stood back for waiting readers.
+    #[serde(default)]
+    pub prefetch_yields: u64,
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -186,6 +221,14 @@ struct Ctx {
     background: std::sync::atomic::AtomicUsize,
     /// What carries the marks, how many stubs were marked and how long it took (ms).
     watch: (Watched, u64, u64),
+    /// The stub tree, unwatched (prefetch opens files through it).
+    tree: OwnedFd,
+    /// The disk budget, with `--max-disk`.
+    budget: Option<Budget>,
+    /// Events handed to a worker to fill data.
+    waited: AtomicU64,
+    /// The prefetch's counters once it runs.
+    prefetch: OnceLock<Arc<PrefetchStats>>,
 }
 
 impl Ctx {
@@ -197,6 +240,9 @@ impl Ctx {
                 None | Some(Routed::Answered(None)) => {}
                 Some(Routed::Answered(Some((st, k)))) => self.spawn_readahead(st, k, None),
                 Some(Routed::Work(p, work)) => {
+                    if matches!(work, Work::Ensure(..)) {
+                        self.waited.fetch_add(1, Ordering::Relaxed);
+                    }
                     let c = self.clone();
                     self.workers.spawn(move || c.work(p, work));
                 }
@@ -214,6 +260,10 @@ impl Ctx {
         let (st, r) = match work {
             Work::Finish(st) => (st, Ok(super::hydrator::Ensured { complete: true, readahead_from: None })),
             Work::Ensure(st, start, end) => {
+                let _room = self.budget.as_ref().map(|b| {
+                    let need = st.chunks.missing_bytes(st.chunks.wanted(start, end.min(st.chunks.file_len())));
+                    b.make_room(&self.hydrator, &self.events, need)
+                });
                 let r = self.hydrator.ensure(&st, fd, start, end);
                 (st, r)
             }
@@ -256,7 +306,11 @@ impl Ctx {
         self.background.fetch_add(1, Ordering::SeqCst);
         let ctx = self.clone();
         self.workers.spawn(move || {
-            if ctx.hydrator.readahead(&st, from, n) {
+            let end = (from + n).min(st.chunks.len());
+            let room = ctx.budget.as_ref().map(|b| b.make_room(&ctx.hydrator, &ctx.events, st.chunks.missing_bytes(from..end)));
+            let complete = ctx.hydrator.readahead(&st, from, n);
+            drop(room);
+            if complete {
                 if let Some(file) = st.handle() {
                     ctx.events.forget(file.as_fd());
                 }
@@ -291,6 +345,12 @@ impl Ctx {
             },
             stubs_marked: self.watch.1,
             mark_ms: self.watch.2,
+            events_waited: self.waited.load(Ordering::Relaxed),
+            files_evicted: self.budget.as_ref().map_or(0, |b| b.files_evicted.load(Ordering::Relaxed)),
+            budget_used: self.budget.as_ref().map_or(0, |b| b.used(&self.hydrator)),
+            prefetch_ranges_done: self.prefetch.get().map_or(0, |p| p.ranges_done.load(Ordering::Relaxed)),
+            prefetch_ranges_skipped: self.prefetch.get().map_or(0, |p| p.ranges_skipped.load(Ordering::Relaxed)),
+            prefetch_yields: self.prefetch.get().map_or(0, |p| p.yields.load(Ordering::Relaxed)),
         }
     }
 
@@ -332,18 +392,28 @@ pub fn serve(
     if Fanotify::restartable_events_supported() {
         tracing::info!("this kernel accepts FAN_RESTARTABLE_EVENTS; thaw does not use it yet (the guard answers a dead daemon's events)");
     }
+    let profile = load_profile(&opts, &archive)?;
+    let (hydrator, recorder) = hydrator_for(archive, &opts);
+    let budget = opts.max_disk.map(|max| Budget::new(max, &stage, &hydrator)).transpose()?;
+    let tree = stage.tree_fd()?.try_clone_to_owned().map_err(|e| Error::io(stage.tree().display(), e))?;
     let watch = watch(&fan, &stage, opts.marks, opts.marks_limit)?;
     let mut mount = ServedMount::attach(&fan, &stage, watch.0, opts.guard.as_ref())?;
     let events = Events::new(fan, watch.0, opts.open_policy.clone(), opts.verbose, opts.event_timeout);
-    let ctx = Arc::new(Ctx { events, workers, hydrator: Hydrator::new(archive), opts, background: Default::default(), watch });
+    let (background, waited, prefetch) = (Default::default(), AtomicU64::new(0), OnceLock::new());
+    let ctx = Arc::new(Ctx { events, workers, hydrator, opts, background, tree, budget, waited, prefetch, watch });
+    let extras = Extras::start(&ctx, dir, profile)?;
     save_stats(&stage, &ctx.stats(started, true));
     on_ready();
     let mut buf = vec![0u8; 64 * 1024];
     let result = serve_until(&ctx, &stage, stop, started, &mut buf);
+    extras.stop();
     // Shutdown: detach DIR so nobody new reaches the stubs, then finish
     // whatever readers with open files still ask for.
     mount.detach();
     drain(&ctx, &mut buf);
+    if let (Some(r), Some(path)) = (recorder, &ctx.opts.record) {
+        r.profile(ctx.hydrator.archive()).save(path)?;
+    }
     let stats = ctx.stats(started, false);
     // Nothing is queued any more: end the worker threads (they hold `ctx`).
     if let Some(c) = Arc::into_inner(ctx) {
@@ -352,6 +422,97 @@ pub fn serve(
     save_stats(&stage, &stats);
     mount.stop(); // the guard takes over
     result.map(|()| stats)
+}
+
+/// The profile to prefetch, refused if it is of another archive.
+fn load_profile(opts: &ServeOptions, archive: &Archive) -> Result<Option<Profile>, Error> {
+    let Some(path) = &opts.prefetch else { return Ok(None) };
+    let p = Profile::load(path)?;
+    p.check_archive(archive, path)?;
+    Ok(Some(p))
+}
+
+/// The hydrator the options ask for, and its recorder with `--record`.
+fn hydrator_for(archive: Arc<Archive>, opts: &ServeOptions) -> (Hydrator, Option<Arc<Recorder>>) {
+    let mut hyd = Hydrator::new(archive);
+    // A budget must see every read to rank files by it (the cost is one
+    // event per read of a complete file). So must a recording that runs
+    // beside a prefetch: a file the prefetch completes gets an ignore mark
+    // and the reads of it would go unseen. A recording alone needs not:
+    // every chunk a reader asks for is recorded before its file can be
+    // complete (readahead chunks are recorded as they are filled).
+    if opts.max_disk.is_some() || (opts.record.is_some() && opts.prefetch.is_some()) {
+        hyd = hyd.keep_stubs();
+    }
+    let recorder = opts.record.as_ref().map(|_| Arc::new(Recorder::default()));
+    if let Some(r) = &recorder {
+        hyd.record_into(r.clone());
+    }
+    (hyd, recorder)
+}
+
+/// What runs beside the event loop: the control socket and the prefetch.
+struct Extras {
+    stop: Arc<AtomicBool>,
+    control: Option<std::thread::JoinHandle<()>>,
+    prefetch: Option<Prefetch>,
+}
+
+impl Extras {
+    fn start(ctx: &Arc<Ctx>, dir: &Path, profile: Option<Profile>) -> Result<Extras, Error> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let c = ctx.clone();
+        let control = super::control::listen(Stage::open(dir)?, stop.clone(), move |stage, req| match req {
+            Request::Dehydrate(o) => match super::dehydrate::dehydrate_served(stage, &c.hydrator, &c.events, &o) {
+                Ok(s) => {
+                    if let Some(b) = &c.budget {
+                        b.note_evicted(s.chunk_bytes_freed, s.dehydrated);
+                    }
+                    Reply::Dehydrated(s)
+                }
+                Err(e) => Reply::Failed(super::chain(&e)),
+            },
+        })?;
+        let prefetch = profile.map(|p| {
+            let host: Arc<dyn PrefetchHost> = ctx.clone();
+            let pf = Prefetch::start(host, &p, ctx.opts.prefetch_threads);
+            let _ = ctx.prefetch.set(pf.stats.clone());
+            pf
+        });
+        Ok(Extras { stop, control: Some(control), prefetch })
+    }
+
+    fn stop(mut self) {
+        if let Some(p) = self.prefetch.take() {
+            p.stop();
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(c) = self.control.take() {
+            let _ = c.join();
+        }
+    }
+}
+
+impl PrefetchHost for Ctx {
+    fn hydrator(&self) -> &Hydrator {
+        &self.hydrator
+    }
+
+    fn open(&self, rel: &[u8]) -> Option<std::fs::File> {
+        open_rel(self.tree.as_fd(), rel, OFlags::RDWR).ok().flatten()
+    }
+
+    fn readers_waiting(&self) -> usize {
+        self.events.in_flight()
+    }
+
+    fn finished(&self, st: &FileState, fd: std::os::fd::BorrowedFd<'_>) {
+        self.finish(st, fd);
+    }
+
+    fn make_room(&self, need: u64) -> Option<Room<'_>> {
+        self.budget.as_ref().map(|b| b.make_room(&self.hydrator, &self.events, need))
+    }
 }
 
 /// The event loop: dispatch, sweep deadlines, save statistics each second.

@@ -93,6 +93,7 @@ pub struct Events {
     verbose: bool,
     timeout: Duration,
     watched: Watched,
+    own_pid: i32,
     /// Events handed to workers, for the deadline sweep.
     pending: Mutex<Vec<Weak<Pending>>>,
 }
@@ -125,7 +126,25 @@ impl Events {
     /// Wraps a group whose marks are `watched`; `timeout` is the longest a
     /// reader waits before EIO.
     pub fn new(fan: Fanotify, watched: Watched, open_policy: OpenPolicy, verbose: bool, timeout: Duration) -> Arc<Events> {
-        Arc::new(Events { fan, counters: Counters::default(), open_policy, verbose, timeout, watched, pending: Mutex::default() })
+        Arc::new(Events {
+            fan,
+            counters: Counters::default(),
+            open_policy,
+            verbose,
+            timeout,
+            watched,
+            own_pid: std::process::id() as i32,
+            pending: Mutex::default(),
+        })
+    }
+
+    /// Makes the file behind `fd`, a stub again (dehydrated), raise events
+    /// again: its inode mark back, or (under a mount mark) its ignore mark gone.
+    pub fn watch(&self, fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+        match self.watched {
+            Watched::Stubs => self.fan.mark_inode_fd(fd, WATCH),
+            Watched::Mount => self.fan.unignore_inode(fd, WATCH),
+        }
     }
 
     /// Stops events for the file behind `fd`, which needs no more hydration:
@@ -157,6 +176,12 @@ impl Events {
             }
             return None;
         };
+        // The daemon's own accesses through the stage (prefetch, dehydrate,
+        // the budget) write or punch data themselves; under inode marks they
+        // raise events too, which must not wait on the daemon's own workers.
+        if ev.pid == self.own_pid {
+            return Some(self.answer_here(&ev, t0, Ok(()), None));
+        }
         let (st, size) = match hyd.lookup(fd) {
             Ok(Lookup::Stub(st, size)) => (st, size),
             Ok(Lookup::NotFile) => return Some(self.answer_here(&ev, t0, Ok(()), None)),

@@ -12,6 +12,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 pub use super::chunks::data_extents;
 
@@ -44,6 +45,11 @@ struct Meta {
     marker: Marker,
     /// The archive entry's mtime: any other mtime means a user wrote or touched the file.
     entry_mtime: Timespec,
+    /// Accesses so far: an eviction checks that none came while it looked
+    /// (see [`FileState::evict_with`]).
+    accesses: u64,
+    /// When a reader last asked for some of it.
+    last_read: Option<Instant>,
 }
 
 impl FileState {
@@ -78,6 +84,31 @@ impl FileState {
     fn ready_to_finish(&self, m: &Meta) -> bool {
         m.writers == 0 && !m.finished && self.chunks.complete()
     }
+
+    /// The access count and the time of the last read, for an eviction to
+    /// compare against later and to rank files by.
+    pub fn accesses(&self) -> (u64, Option<Instant>) {
+        let m = lock(&self.meta);
+        (m.accesses, m.last_read)
+    }
+
+    /// Runs `punch` (which empties the file) while no access can start, but
+    /// only if none happened since [`FileState::accesses`] returned `seen`,
+    /// nobody is writing and the file was not finished; then every chunk
+    /// counts as missing again. Holding `meta` is what stops new accesses:
+    /// [`Hydrator::ready`] and [`Hydrator::ensure`] take it first. Returns
+    /// the bytes of the chunks that were in place, `None` if it did not run.
+    pub fn evict_with(&self, seen: u64, punch: impl FnOnce() -> Result<(), Error>) -> Result<Option<u64>, Error> {
+        let m = lock(&self.meta);
+        if m.accesses != seen || m.writers != 0 || m.finished || m.marker.modified || m.limit != u64::MAX || !self.chunks.idle() {
+            return Ok(None);
+        }
+        let done = self.chunks.done_bytes();
+        punch()?;
+        self.chunks.reset_missing();
+        drop(m);
+        Ok(Some(done))
+    }
 }
 
 /// Result of looking at an fd.
@@ -108,6 +139,22 @@ pub struct Hydrator {
     files: Mutex<HashMap<(u64, u64), Arc<FileState>>>,
     /// What was written so far.
     pub stats: Stats,
+    /// Keep complete files as stubs (a disk budget evicts them later, and
+    /// must see every read to know which were read last).
+    keep_stubs: bool,
+    /// Where first accesses go when a profile is being recorded.
+    recorder: OnceLock<Arc<super::profile::Recorder>>,
+}
+
+/// On whose behalf chunks are filled.
+#[derive(Debug, Clone, Copy)]
+enum Why {
+    /// A reader's event.
+    Reader,
+    /// Readahead for a sequential reader.
+    Readahead,
+    /// A profile's prefetch.
+    Prefetch,
 }
 
 /// Outcome of [`Hydrator::ensure`] and [`Hydrator::ready`].
@@ -123,7 +170,33 @@ impl Hydrator {
     /// A hydrator for stubs of `archive`.
     pub fn new(archive: Arc<Archive>) -> Hydrator {
         let id_hex = archive.id_hex();
-        Hydrator { archive, id_hex, files: Mutex::default(), stats: Stats::default() }
+        Hydrator { archive, id_hex, files: Mutex::default(), stats: Stats::default(), keep_stubs: false, recorder: OnceLock::new() }
+    }
+
+    /// Complete files stay stubs (with every chunk in place) instead of
+    /// being finished, so every read of them still comes to the daemon.
+    pub fn keep_stubs(mut self) -> Hydrator {
+        self.keep_stubs = true;
+        self
+    }
+
+    /// Records first accesses into `r` from now on.
+    pub fn record_into(&self, r: Arc<super::profile::Recorder>) {
+        let _ = self.recorder.set(r);
+    }
+
+    /// Every stub state the hydrator holds (for the disk budget).
+    pub fn states(&self) -> Vec<Arc<FileState>> {
+        lock(&self.files).values().cloned().collect()
+    }
+
+    /// Counts an access to `wanted` (and records it for a profile).
+    fn accessed(&self, st: &FileState, m: &mut Meta, wanted: &std::ops::Range<usize>) {
+        m.accesses += 1;
+        m.last_read = Some(Instant::now());
+        if let Some(r) = self.recorder.get() {
+            r.note(st, wanted.clone());
+        }
     }
 
     /// The archive the stubs come from.
@@ -159,7 +232,17 @@ impl Hydrator {
             entry: marker.entry,
             data,
             chunks,
-            meta: Mutex::new(Meta { last: None, writers: 0, saved_mtime: None, finished: false, limit, marker, entry_mtime }),
+            meta: Mutex::new(Meta {
+                last: None,
+                writers: 0,
+                saved_mtime: None,
+                finished: false,
+                limit,
+                marker,
+                entry_mtime,
+                accesses: 0,
+                last_read: None,
+            }),
             file: OnceLock::new(),
         });
         let s = lock(&self.files).entry(key).or_insert(state).clone();
@@ -212,20 +295,47 @@ impl Hydrator {
             return None;
         }
         let readahead_from = st.note_access(&mut m, &wanted);
-        Some(Ensured { complete: st.ready_to_finish(&m), readahead_from })
+        self.accessed(st, &mut m, &wanted);
+        Some(Ensured { complete: st.ready_to_finish(&m) && !self.keep_stubs, readahead_from })
     }
 
     /// Makes bytes `[start, end)` of the stub present, writing through `fd`.
     pub fn ensure(&self, st: &FileState, fd: BorrowedFd<'_>, start: u64, end: u64) -> Result<Ensured, Error> {
+        self.ensure_for(st, fd, start, end, Why::Reader)
+    }
+
+    /// [`Hydrator::ensure`] for a prefetch: no reader asked for it, so it is
+    /// neither recorded in a profile nor counted as a read.
+    pub fn ensure_background(&self, st: &FileState, fd: BorrowedFd<'_>, start: u64, end: u64) -> Result<Ensured, Error> {
+        self.ensure_for(st, fd, start, end, Why::Prefetch)
+    }
+
+    fn ensure_for(&self, st: &FileState, fd: BorrowedFd<'_>, start: u64, end: u64, why: Why) -> Result<Ensured, Error> {
         let cur_size = self.record_user_changes(st, fd)?;
         let wanted = st.chunks.wanted(start, end.min(cur_size));
-        let readahead_from = st.note_access(&mut lock(&st.meta), &wanted);
+        let readahead_from = {
+            let mut m = lock(&st.meta);
+            match why {
+                Why::Reader => self.accessed(st, &mut m, &wanted),
+                Why::Readahead => {
+                    // A sequential reader is about to ask for these: a
+                    // recording keeps them (once the file is complete and
+                    // ignored, its reads are no longer seen).
+                    m.accesses += 1;
+                    if let Some(r) = self.recorder.get() {
+                        r.note(st, wanted.clone());
+                    }
+                }
+                Why::Prefetch => m.accesses += 1,
+            }
+            st.note_access(&mut m, &wanted)
+        };
         let (claim, theirs) = st.chunks.claim(wanted);
         if !claim.is_empty() {
             self.fill(st, fd, claim, cur_size)?;
         }
         st.chunks.wait(&theirs).map_err(|e| Error::stub(fd_path(fd), e.to_string()))?;
-        Ok(Ensured { complete: st.ready_to_finish(&lock(&st.meta)), readahead_from })
+        Ok(Ensured { complete: st.ready_to_finish(&lock(&st.meta)) && !self.keep_stubs, readahead_from })
     }
 
     /// Notes what a user did to the file, in its marker, before any access
@@ -364,7 +474,10 @@ impl Hydrator {
             }
             m.finished = true;
         }
-        marker::remove(fd).map_err(|e| Error::io(fd_path(fd), e))?;
+        // The origin first: a crash between the two leaves a stub that says
+        // where it came from twice, never a file that says it nowhere.
+        let origin = marker::Origin { entry: st.entry, ino: st.key.1 };
+        marker::write_origin(fd, &origin).and_then(|()| marker::remove(fd)).map_err(|e| Error::io(fd_path(fd), e))?;
         lock(&self.files).remove(&st.key);
         self.stats.files_completed.fetch_add(1, Ordering::Relaxed);
         Ok(true)
@@ -393,7 +506,7 @@ impl Hydrator {
         let (s, _) = st.chunks.range(from);
         let (_, e) = st.chunks.range(end_chunk - 1);
         let fd = file.as_fd();
-        match self.ensure(st, fd, s, e) {
+        match self.ensure_for(st, fd, s, e, Why::Readahead) {
             Ok(r) if r.complete => self.finish(st, fd).unwrap_or(false),
             _ => false,
         }

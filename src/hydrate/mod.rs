@@ -11,14 +11,21 @@
 //! once; [`hydrator`] fills stubs using a [`chunks::ChunkMap`] per file;
 //! [`daemon`] ties them into `thaw serve`; [`guard`] outlives a dead daemon;
 //! [`supervise`] is `thaw run`; [`status`] looks at trees from outside.
+//! Beside the event path: [`dehydrate`] turns files back into stubs (asked
+//! over [`control`] while served), [`budget`] does it to keep `--max-disk`,
+//! and [`profile`] records first accesses and prefetches them.
 
+pub mod budget;
 pub mod chunks;
+pub mod control;
 pub mod daemon;
+pub mod dehydrate;
 pub mod events;
 pub mod guard;
 pub mod hydrator;
 pub mod marks;
 pub mod mount;
+pub mod profile;
 pub mod status;
 pub mod supervise;
 

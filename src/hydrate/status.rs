@@ -5,7 +5,7 @@ use super::daemon::ServeStats;
 use super::hydrator::{data_extents, Hydrator};
 use super::Error;
 use crate::archive::{Archive, EntryKind};
-use crate::tree::stage::{open_tree_file, Stage, TreeFile, STATS};
+use crate::tree::stage::{open_tree_file, Stage, TreeFile, STATS, TREE};
 use rayon::prelude::*;
 use rustix::fs::OFlags;
 use std::collections::HashSet;
@@ -307,4 +307,48 @@ fn check_file(archive: &Archive, tree: std::os::fd::BorrowedFd<'_>, f: &TreeFile
         }
     }
     Ok(Checked::Same(compared))
+}
+
+/// `thaw hydrate --detach DIR`: when every stub is complete and nothing
+/// serves the tree, the stub tree takes `DIR`'s place (one atomic
+/// `renameat2(RENAME_EXCHANGE)`, so `DIR` is never half there), loses its
+/// origin records, and the stage goes away: `DIR` is a plain directory
+/// that needs no daemon. Returns the number of files.
+pub fn detach(dir: &Path) -> Result<u64, Error> {
+    let stage = Stage::open(dir)?;
+    let lock = stage.lock()?;
+    let shown = dir.display().to_string();
+    let refuse = |why: String| Error::Tree(crate::tree::Error::Refused { path: shown.clone(), why });
+    if stage.is_served() {
+        return Err(refuse("is being served: stop its daemon first".into()));
+    }
+    if !stage.dir_is_empty()? {
+        return Err(refuse("is not empty: files there would be hidden by the tree".into()));
+    }
+    let files = stage.tree_files()?;
+    let incomplete = files.iter().filter(|f| f.marker.is_some()).count();
+    if incomplete > 0 {
+        return Err(refuse(format!("{incomplete} stubs are not complete: `thaw hydrate {shown}` first (with --detach it does both)")));
+    }
+    for f in &files {
+        if let Some(file) = open_stub(&stage, f, OFlags::RDONLY)? {
+            crate::tree::marker::remove_origin(file.as_fd()).map_err(|e| Error::io(f.rel_lossy(), e))?;
+        }
+    }
+    let at = |e: rustix::io::Errno| Error::io(&shown, e);
+    rustix::fs::renameat_with(stage.stage_fd()?, TREE, stage.parent_fd()?, stage.dir_name(), rustix::fs::RenameFlags::EXCHANGE)
+        .map_err(at)?;
+    // The stage's `tree` is now the old, empty DIR: remove it and the stage.
+    let sfd = stage.stage_fd()?;
+    rustix::fs::unlinkat(sfd, TREE, rustix::fs::AtFlags::REMOVEDIR).map_err(at)?;
+    drop(lock);
+    for ent in rustix::fs::Dir::read_from(sfd).map_err(at)? {
+        let ent = ent.map_err(at)?;
+        if !matches!(ent.file_name().to_bytes(), b"." | b"..") {
+            rustix::fs::unlinkat(sfd, ent.file_name(), rustix::fs::AtFlags::empty()).map_err(at)?;
+        }
+    }
+    let stage_name = stage.root().file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    rustix::fs::unlinkat(stage.parent_fd()?, stage_name.as_os_str(), rustix::fs::AtFlags::REMOVEDIR).map_err(at)?;
+    Ok(files.len() as u64)
 }

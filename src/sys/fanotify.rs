@@ -595,6 +595,16 @@ impl Fanotify {
         self.mark(flags, mask, fd.as_raw_fd(), None)
     }
 
+    /// Removes the ignore mark [`Fanotify::ignore_inode`] set, so events for
+    /// the inode come again (a file turned back into a stub). No mark is not
+    /// an error.
+    pub fn unignore_inode(&self, fd: BorrowedFd<'_>, mask: Mask) -> io::Result<()> {
+        match self.mark(mark::REMOVE | mark::IGNORE, mask, fd.as_raw_fd(), None) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            r => r,
+        }
+    }
+
     fn mark_path(&self, flags: u32, mask: Mask, path: &Path) -> io::Result<()> {
         let path = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;

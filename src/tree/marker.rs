@@ -15,6 +15,44 @@ pub const MARKER_XATTR: &str = "trusted.thaw";
 /// Where thaw 0.1 kept its marker; any file owner can forge it, so it is never
 /// trusted: a tree that has it needs `thaw upgrade DIR`.
 pub const LEGACY_MARKER_XATTR: &str = "user.thaw";
+/// Where a complete file came from: `thaw-origin <entry> <inode>`, set when
+/// its marker goes (the file is complete) and removed when it becomes a stub
+/// again. Only CAP_SYS_ADMIN can set it, and it names the inode, so a file a
+/// user created, renamed over a path or copied never carries a valid one.
+/// It is what lets `thaw dehydrate` turn a complete file back into a stub.
+/// Short on purpose: with the marker gone it fits in the inode beside other
+/// small xattrs, so it costs no disk block.
+pub const ORIGIN_XATTR: &str = "trusted.thaw.origin";
+/// First word of an origin record.
+const ORIGIN_MAGIC: &str = "thaw-origin";
+
+/// A parsed origin record (see [`ORIGIN_XATTR`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// Index of the file's entry in the stage's archive.
+    pub entry: usize,
+    /// Inode number the file was made as.
+    pub ino: u64,
+}
+
+impl Origin {
+    /// The xattr value.
+    pub fn encode(&self) -> Vec<u8> {
+        format!("{ORIGIN_MAGIC} {} {}", self.entry, self.ino).into_bytes()
+    }
+
+    /// Parses an xattr value; `None` if malformed.
+    pub fn parse(v: &[u8]) -> Option<Origin> {
+        let s = std::str::from_utf8(v).ok()?;
+        let mut it = s.split(' ');
+        if it.next()? != ORIGIN_MAGIC {
+            return None;
+        }
+        let o = Origin { entry: it.next()?.parse().ok()?, ino: it.next()?.parse().ok()? };
+        it.next().is_none().then_some(o)
+    }
+}
+
 /// First word of an encoded marker.
 const MAGIC: &str = "thaw2";
 
@@ -91,6 +129,30 @@ pub fn read(fd: BorrowedFd<'_>) -> io::Result<Option<Marker>> {
     }
 }
 
+/// Reads the origin record of an open file ([`ORIGIN_XATTR`]): `Ok(None)`
+/// when it has none or a malformed one (then it is not provably thaw's).
+pub fn read_origin(fd: BorrowedFd<'_>) -> io::Result<Option<Origin>> {
+    let mut buf = [0u8; 64];
+    match rustix::fs::fgetxattr(fd, ORIGIN_XATTR, &mut buf) {
+        Ok(n) => Ok(Origin::parse(&buf[..n])),
+        Err(rustix::io::Errno::NODATA | rustix::io::Errno::NOTSUP | rustix::io::Errno::RANGE) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes the origin record of a file that just became complete.
+pub fn write_origin(fd: BorrowedFd<'_>, o: &Origin) -> io::Result<()> {
+    rustix::fs::fsetxattr(fd, ORIGIN_XATTR, &o.encode(), rustix::fs::XattrFlags::empty()).map_err(Into::into)
+}
+
+/// Removes the origin record (a stub again, or a detached tree's plain file).
+pub fn remove_origin(fd: BorrowedFd<'_>) -> io::Result<()> {
+    match rustix::fs::fremovexattr(fd, ORIGIN_XATTR) {
+        Ok(()) | Err(rustix::io::Errno::NODATA) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Writes (or replaces) the marker of an open file.
 pub fn write(fd: BorrowedFd<'_>, m: &Marker) -> io::Result<()> {
     rustix::fs::fsetxattr(fd, MARKER_XATTR, &m.encode(), rustix::fs::XattrFlags::empty()).map_err(Into::into)
@@ -122,6 +184,16 @@ mod tests {
         let m = Marker { limit: Some(7), modified: true, ..m };
         assert_eq!(m.encode(), b"thaw2 abcd 42 7777 limit=7 modified");
         assert_eq!(Marker::parse(&m.encode()), Some(m));
+    }
+
+    #[test]
+    fn origin_round_trip() {
+        let o = super::Origin { entry: 12, ino: 345 };
+        assert_eq!(o.encode(), b"thaw-origin 12 345");
+        assert_eq!(super::Origin::parse(&o.encode()), Some(o));
+        for bad in [&b"thaw-origin 12"[..], b"thaw-origin 1 2 3", b"thaw2 1 2", b"thaw-origin x 2"] {
+            assert_eq!(super::Origin::parse(bad), None);
+        }
     }
 
     #[test]

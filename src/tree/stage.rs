@@ -215,6 +215,22 @@ pub fn reopen(fd: BorrowedFd<'_>, flags: OFlags) -> std::io::Result<File> {
     rfs::open(proc_path(fd), flags | OFlags::CLOEXEC | OFlags::NOCTTY, Mode::empty()).map(File::from).map_err(Into::into)
 }
 
+/// Opens the regular file at `rel` beneath `root` with `flags`, never
+/// through a symlink or a mount; `None` if there is no regular file there.
+pub fn open_rel(root: BorrowedFd<'_>, rel: &[u8], flags: OFlags) -> Result<Option<File>, Error> {
+    let at = |e: std::io::Error| Error::at(rel, e);
+    let fd = match rfs::openat2(root, OsStr::from_bytes(rel), OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty(), BENEATH) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR | rustix::io::Errno::XDEV) => return Ok(None),
+        Err(e) => return Err(at(e.into())),
+    };
+    let st = rfs::fstat(&fd).map_err(|e| at(e.into()))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Ok(None);
+    }
+    reopen(fd.as_fd(), flags).map(Some).map_err(at)
+}
+
 /// Opens the regular file `f` found by [`Stage::tree_files`] beneath `root`
 /// (the tree, or `DIR` while served) with `flags`. `None` when that path no
 /// longer leads to that inode without a symlink: renamed, replaced, swapped.

@@ -322,7 +322,8 @@ impl TargetDir {
 
 /// True for the xattr names thaw keeps its stub markers under.
 fn is_marker_name(name: &[u8]) -> bool {
-    name == crate::tree::marker::MARKER_XATTR.as_bytes() || name == crate::tree::marker::LEGACY_MARKER_XATTR.as_bytes()
+    // `trusted.thaw` and `trusted.thaw.origin` (and any future trusted.thaw*).
+    name.starts_with(crate::tree::marker::MARKER_XATTR.as_bytes()) || name == crate::tree::marker::LEGACY_MARKER_XATTR.as_bytes()
 }
 
 /// The timestamps to set for `e`: its mtime, and the atime left as it is.
