@@ -195,8 +195,11 @@ impl Events {
         let (start, end) = if ev.mask.contains(Mask::OPEN_PERM) {
             // A file of one chunk is filled whole at open: its first read
             // would decode the same chunk, and this saves that read's event
-            // (and the opener's name lookup).
-            let small = st.chunks.len() <= 1 && self.open_policy != OpenPolicy::Never;
+            // (and the opener's name lookup). Not executables: an exec's
+            // open must not wait on a fill whose writable event fd would
+            // make other execs of the file fail with ETXTBSY; their mmap
+            // event fills them.
+            let small = st.chunks.len() <= 1 && st.data.mode & 0o111 == 0 && self.open_policy != OpenPolicy::Never;
             if !small && !self.open_policy.hydrate_on_open(ev.pid) {
                 return Some(self.answer_here(&ev, t0, Ok(()), None));
             }

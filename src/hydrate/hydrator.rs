@@ -23,7 +23,7 @@ pub struct FileState {
     /// Number of its archive entry.
     pub entry: usize,
     /// The file entry holding its data (the target of a hard link).
-    data: Entry,
+    pub(crate) data: Entry,
     /// Its chunks and who writes them.
     pub chunks: ChunkMap,
     meta: Mutex<Meta>,
