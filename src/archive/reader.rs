@@ -174,8 +174,11 @@ struct Partials {
     tick: u64,
 }
 
-/// Partial frames kept at once (each holds a buffer of its frame's size).
-const MAX_PARTIAL: usize = 8;
+/// Partial frames kept at once, at least (each holds the decoded prefix of
+/// its frame). Beyond this, one per 2 MiB of the frame cache budget (a
+/// prefix is half a frame on average): a build touches hundreds of frames,
+/// and a partial frame dropped too early is decoded again from its start.
+const MIN_PARTIAL: usize = 8;
 
 /// Verified bytes of one chunk of a file (see [`Archive::chunk`]): a range
 /// of a cached frame.
@@ -529,7 +532,8 @@ impl Archive {
             PartialFrame::new(f.compressed as usize, f.decompressed as usize).map_err(|e| Error::Frame { frame: i, why: e.to_string() })?;
         self.cache.decodes.fetch_add(1, Ordering::Relaxed);
         let pf = g.frames.entry(i).or_insert_with(|| (Arc::new(Mutex::new(pf)), tick)).0.clone();
-        while g.frames.len() > MAX_PARTIAL {
+        let max = MIN_PARTIAL.max(self.cache.budget.load(Ordering::Relaxed) / (2 << 20));
+        while g.frames.len() > max {
             let Some(v) = g.frames.iter().filter(|(&k, _)| k != i).min_by_key(|(_, (_, t))| *t).map(|(&k, _)| k) else { break };
             g.frames.remove(&v);
         }
