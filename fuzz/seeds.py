@@ -35,6 +35,69 @@ def index_body(idx):
     return count, stream_len, body
 
 
+def get_var(b, at):
+    v = shift = 0
+    while True:
+        x = b[at]
+        at += 1
+        v |= (x & 0x7F) << shift
+        shift += 7
+        if x < 0x80:
+            return v, at
+
+
+def v2_parts(data):
+    """Format 2 archive: (index frame, header bytes, raw directory, [(record, compressed block)])."""
+    n, desc, _ = struct.unpack("<IBI", data[-9:])
+    seek_len = 8 + n * (12 if desc & 0x80 else 8) + 9
+    idx_end = len(data) - seek_len
+    idx_len = struct.unpack("<Q", data[idx_end - 16:idx_end - 8])[0]
+    idx = data[idx_end - idx_len:idx_end]
+    hdr = idx[-144:-16]
+    assert hdr[:8] == b"THAWHDR\0", "not a format 2 archive"
+    blocks_len, dir_clen, dir_rlen = struct.unpack("<QII", hdr[56:72])
+    dir_c = idx[24 + blocks_len:24 + blocks_len + dir_clen]
+    raw_dir = subprocess.run(["zstd", "-dcq"], input=dir_c, capture_output=True, check=True).stdout
+    assert len(raw_dir) == dir_rlen
+    recs, at, off = [], 0, 24
+    while at < len(raw_dir):
+        c_len, at = get_var(raw_dir, at)
+        r_len, at = get_var(raw_dir, at)
+        count, at = get_var(raw_dir, at)
+        at += 8
+        plen, at = get_var(raw_dir, at)
+        first = raw_dir[at:at + plen]
+        at += plen
+        recs.append(((c_len, r_len, count, first), idx[off:off + c_len]))
+        off += c_len
+    return idx, hdr, raw_dir, recs
+
+
+def v2_tail_seeds(name, data, seeds):
+    idx, hdr, raw_dir, _ = v2_parts(data)
+    seeds[f"{name}-tail"] = b"\0" + idx
+    seeds[f"{name}-raw-dir"] = b"\1" + hdr[:120] + raw_dir
+    if len(data) <= 256 << 10:
+        seeds[f"{name}-archive"] = b"\2" + data
+
+
+def v2_block_seeds(name, data, seeds):
+    _, hdr, _, recs = v2_parts(data)
+    stream_len, _, piece = struct.unpack("<QII", hdr[40:56])
+    shift = (piece // 4096).bit_length() - 1
+    for i, ((_c_len, r_len, count, first), block) in enumerate(recs):
+        raw = subprocess.run(["zstd", "-dcq"], input=block, capture_output=True, check=True).stdout
+        assert len(raw) == r_len
+        if count >= 65536:
+            continue  # not expressible in the target's input
+        head = struct.pack("<BQHH", shift, stream_len, count, len(first)) + first
+        nxt = recs[i + 1][0][3] if i + 1 < len(recs) else None
+        seeds[f"{name}-b{i}-raw"] = b"\0" + head + raw
+        seeds[f"{name}-b{i}-zst"] = b"\1" + head + block
+        if nxt is not None:
+            seeds[f"{name}-b{i}-next"] = b"\2" + head + struct.pack("<H", len(nxt)) + nxt + raw
+
+
 def entry(kind, path, link=b"", size=0, off=0, xattrs=()):
     out = struct.pack("<BIIIqIQQII", kind, 0o644, 0, 0, 0, 0, size, off, 0, 0)
     for b in (path, link, b"root", b"root"):
@@ -102,6 +165,10 @@ def fanotify():
     yield "bad-after-good", event(pre, 5, 1) + event(pre, 6, 1, struct.pack("=BBH", 6, 0, 4))
 
 
+def v2_fixture(fixture):
+    return os.path.join(os.path.dirname(fixture), "small-v2.tar.zst")
+
+
 def main():
     target, fixture, out = sys.argv[1:4]
     data, seek, idx = archive_parts(fixture)
@@ -121,6 +188,10 @@ def main():
     elif target == "tar_walk":
         seeds.update(tars())
         seeds["fixture-stream"] = subprocess.run(["zstd", "-dcq"], input=data, capture_output=True, check=True).stdout
+    elif target == "index_v2_tail":
+        v2_tail_seeds("fixture", open(v2_fixture(fixture), "rb").read(), seeds)
+    elif target == "index_v2_block":
+        v2_block_seeds("fixture", open(v2_fixture(fixture), "rb").read(), seeds)
     elif target == "fanotify_events":
         seeds.update(fanotify())
     else:
@@ -130,4 +201,14 @@ def main():
             f.write(b)
 
 
-main()
+if sys.argv[1] == "v2-archive":
+    # seeds.py v2-archive TARGET ARCHIVE OUTDIR: seeds from one more format 2 archive.
+    target, path, out = sys.argv[2:5]
+    seeds = {}
+    name = os.path.basename(path).split(".")[0]
+    (v2_tail_seeds if target == "index_v2_tail" else v2_block_seeds)(name, open(path, "rb").read(), seeds)
+    for n, b in seeds.items():
+        with open(os.path.join(out, f"seed-{n}"), "wb") as f:
+            f.write(b)
+else:
+    main()
