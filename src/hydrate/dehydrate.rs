@@ -190,7 +190,9 @@ impl<'a> Rules<'a> {
     pub fn restub(&self, file: &File, el: &Eligible) -> Result<(), Error> {
         let fd = file.as_fd();
         let at = |e| Error::io(super::hydrator::fd_path(fd), e);
-        if el.marker.is_none() {
+        // Read again, not taken from `el`: a worker may have completed the
+        // file (origin written, marker removed) since it was checked.
+        if marker::read(fd).map_err(at)?.is_none() {
             marker::write(fd, &Marker::new(self.id.clone(), el.entry, el.key.1)).map_err(at)?;
         }
         marker::remove_origin(fd).map_err(at)
@@ -330,7 +332,12 @@ pub fn prepare(rules: &Rules<'_>, hyd: &Hydrator, events: &Events, file: File, o
         Ok(el) => el,
         Err(k) => return Ok(Err(k)),
     };
-    rules.restub(&file, &el)?;
+    {
+        // Not while a worker completes the file: its origin-then-marker
+        // swap and this marker-then-origin one must not interleave.
+        let _markers = hyd.marker_lock();
+        rules.restub(&file, &el)?;
+    }
     let Lookup::Stub(st, _) = hyd.lookup(file.as_fd())? else { return Ok(Err(Keep::NotOurs)) };
     // From here on every access of the inode comes to the daemon.
     events.watch(file.as_fd()).map_err(|e| Error::io(super::hydrator::fd_path(file.as_fd()), e))?;

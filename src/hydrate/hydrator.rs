@@ -144,6 +144,9 @@ pub struct Hydrator {
     keep_stubs: bool,
     /// Where first accesses go when a profile is being recorded.
     recorder: OnceLock<Arc<super::profile::Recorder>>,
+    /// Held while a file's marker and origin record change hands (finish,
+    /// and a served dehydrate's restub), so the two never interleave.
+    markers: Mutex<()>,
 }
 
 /// On whose behalf chunks are filled.
@@ -170,7 +173,15 @@ impl Hydrator {
     /// A hydrator for stubs of `archive`.
     pub fn new(archive: Arc<Archive>) -> Hydrator {
         let id_hex = archive.id_hex();
-        Hydrator { archive, id_hex, files: Mutex::default(), stats: Stats::default(), keep_stubs: false, recorder: OnceLock::new() }
+        Hydrator {
+            archive,
+            id_hex,
+            files: Mutex::default(),
+            stats: Stats::default(),
+            keep_stubs: false,
+            recorder: OnceLock::new(),
+            markers: Mutex::default(),
+        }
     }
 
     /// Complete files stay stubs (with every chunk in place) instead of
@@ -477,10 +488,18 @@ impl Hydrator {
         // The origin first: a crash between the two leaves a stub that says
         // where it came from twice, never a file that says it nowhere.
         let origin = marker::Origin { entry: st.entry, ino: st.key.1 };
+        let markers = self.marker_lock();
         marker::write_origin(fd, &origin).and_then(|()| marker::remove(fd)).map_err(|e| Error::io(fd_path(fd), e))?;
+        drop(markers);
         lock(&self.files).remove(&st.key);
         self.stats.files_completed.fetch_add(1, Ordering::Relaxed);
         Ok(true)
+    }
+
+    /// The lock a served dehydrate holds while it turns a file back into a
+    /// stub (see [`Hydrator::finish`]).
+    pub fn marker_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        lock(&self.markers)
     }
 
     /// Fills a whole stub (prefetch, offline hydrate) and finishes it.
