@@ -502,3 +502,23 @@ pub fn pack(src: &Path, out: &Path, frame_size: &str) {
 pub fn extract(archive: &Path, dir: &Path) -> Run {
     thaw([OsStr::new("extract"), archive.as_os_str(), dir.as_os_str()])
 }
+
+/// An in-memory source that counts `read_exact_at` calls: the requests a
+/// remote source would make.
+pub struct Counting {
+    pub inner: MemSource,
+    pub reads: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Source for Counting {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), thaw::archive::Error> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.read_exact_at(buf, offset)
+    }
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+}

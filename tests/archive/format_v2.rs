@@ -12,26 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use thaw::archive::index_v2::{self, DirRecord, Header};
 use thaw::archive::seek_table::SeekTable;
-use thaw::archive::{Archive, Entry, EntryKind, Source, WriterOptions};
-
-/// Counts `read_exact_at` calls: the requests a remote source would make.
-struct Counting {
-    inner: MemSource,
-    reads: Arc<AtomicUsize>,
-}
-
-impl Source for Counting {
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), thaw::archive::Error> {
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        self.inner.read_exact_at(buf, offset)
-    }
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-}
+use thaw::archive::{Archive, Entry, EntryKind, WriterOptions};
 
 fn counted(bytes: &[u8]) -> (Archive, Arc<AtomicUsize>) {
     let reads = Arc::new(AtomicUsize::new(0));

@@ -6,7 +6,7 @@ use crate::common::*;
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use thaw::archive::{Archive, Source};
+use thaw::archive::Archive;
 
 const FRAME_SIZES: [usize; 3] = [4096, 16 << 10, 64 << 10];
 
@@ -96,25 +96,6 @@ fn reads_decode_only_the_frames_they_overlap() {
                 assert!(buf[..] == mf.data[off as usize..(off + len) as usize]);
             }
         }
-    }
-}
-
-/// Counts reads, to check how `Archive::open` finds the index.
-struct Counting {
-    inner: MemSource,
-    reads: Arc<AtomicUsize>,
-}
-
-impl Source for Counting {
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), thaw::archive::Error> {
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        self.inner.read_exact_at(buf, offset)
-    }
-    fn name(&self) -> String {
-        self.inner.name()
     }
 }
 
