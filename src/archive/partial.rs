@@ -18,9 +18,12 @@ use zstd::zstd_safe::{self, DCtx, DParameter, InBuffer, OutBuffer};
 /// at typical ratios, so a request overshoots by at most that much.
 const STEP: usize = 32 * 1024;
 
-/// First read of compressed bytes; each later read doubles what was read,
-/// so a frame of C bytes costs about log2(C / 64 KiB) reads, and a file at
-/// the start of a frame does not pay for reading the rest of it.
+/// Smallest read of compressed bytes. A read covers what the request
+/// should need, estimated from the frame's ratio (its compressed share of
+/// the bytes wanted), plus a margin; when the estimate falls short, each
+/// later read at least doubles what was read. So a file anywhere in a frame
+/// costs one read in the common case (one disk or network round trip when
+/// cold), and a file at the start of a frame does not pay for the rest of it.
 const FIRST_READ: usize = 64 * 1024;
 
 /// Reads compressed bytes of the frame: `(offset in the frame, buffer)`.
@@ -114,7 +117,7 @@ impl PartialFrame {
             if self.done {
                 break;
             }
-            self.step(read)?;
+            self.step(want, read)?;
         }
         Ok(&self.out)
     }
@@ -137,10 +140,10 @@ impl PartialFrame {
         self.advance(self.size, read)
     }
 
-    fn step(&mut self, read: &mut ReadFrame<'_>) -> Result<(), PartialError> {
+    fn step(&mut self, want: usize, read: &mut ReadFrame<'_>) -> Result<(), PartialError> {
         if self.in_pos == self.input.len() && self.input.len() < self.total {
             let at = self.input.len();
-            let n = (self.total - at).min(at.max(FIRST_READ));
+            let n = (self.total - at).min(read_size(at, want, self.size, self.total));
             self.input.resize(at + n, 0);
             if let Err(e) = read(at, &mut self.input[at..]) {
                 self.input.truncate(at);
@@ -170,9 +173,20 @@ impl PartialFrame {
     }
 }
 
+/// How many compressed bytes to read next, `at` being read already, for
+/// `want` bytes of output from a frame of `size` (`total` compressed):
+/// the estimate of the input `want` needs at the frame's average ratio, an
+/// eighth more and one step for the zstd block that holds its end, and at
+/// least [`FIRST_READ`] or as much again as was read.
+fn read_size(at: usize, want: usize, size: usize, total: usize) -> usize {
+    let estimate = (total as u128 * want as u128 / size.max(1) as u128) as usize;
+    let needed = (estimate + estimate / 8 + STEP).saturating_sub(at);
+    needed.max(at).max(FIRST_READ)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{PartialError, PartialFrame};
+    use super::{read_size, PartialError, PartialFrame, FIRST_READ};
 
     fn content(n: usize) -> Vec<u8> {
         // Compressible but not trivially: a counter's text.
@@ -233,6 +247,25 @@ mod tests {
         assert_eq!(src.read, total, "every compressed byte read exactly once");
         // Asking again is free and changes nothing.
         assert_eq!(f.advance(5, &mut |a, b| src.read(a, b)).unwrap().len(), data.len());
+    }
+
+    #[test]
+    fn one_read_covers_a_request_deep_in_the_frame() {
+        let data = content(4 << 20);
+        let z = frame(&data);
+        let total = z.len();
+        let mut reads = 0;
+        let (mut f, mut src) = over(z, data.len());
+        f.advance(3 << 20, &mut |a, b| {
+            reads += 1;
+            src.read(a, b)
+        })
+        .unwrap();
+        assert_eq!(reads, 1, "a request at 3/4 of the frame took {reads} reads");
+        assert!(src.read < total, "read all {total} bytes for 3/4 of the frame");
+        // Small requests still start small; the doubling rule still holds.
+        assert_eq!(read_size(0, 100, 4 << 20, 1 << 20), FIRST_READ);
+        assert_eq!(read_size(1 << 20, 100, 4 << 20, 1 << 20), 1 << 20);
     }
 
     #[test]
