@@ -75,7 +75,9 @@ pub fn pack_ordered(
             if f.entry.kind == EntryKind::File && f.entry.size > 0 {
                 let file = File::open(&f.src).map_err(|e| Error::io(f.src.display(), e))?;
                 let size = f.entry.size;
-                w.append(f.entry, Some(&mut MemberData::new(file, size, EarlyEnd::Shrank, progress)))?;
+                let mut entry = f.entry;
+                entry.xattrs = read_xattrs_fd(&file, &f.src, &mut warnings);
+                w.append(entry, Some(&mut MemberData::new(file, size, EarlyEnd::Shrank, progress)))?;
             } else {
                 w.append(f.entry, None)?;
             }
@@ -190,7 +192,9 @@ fn entry_for(path: &Path, rel: &[u8], meta: &fs::Metadata, kind: EntryKind, w: &
         }
         _ => {}
     }
-    if kind != EntryKind::Symlink {
+    // A file with data gets its xattrs from the fd `pack` opens to read it
+    // (one path lookup less per file).
+    if kind != EntryKind::Symlink && !(e.kind == EntryKind::File && e.size > 0) {
         e.xattrs = read_xattrs(path, w.warnings);
     }
     Ok(e)
@@ -198,9 +202,25 @@ fn entry_for(path: &Path, rel: &[u8], meta: &fs::Metadata, kind: EntryKind, w: &
 
 /// Reads every xattr of `path` (without following symlinks), sorted by name.
 pub fn read_xattrs(path: &Path, warnings: &mut Vec<String>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    collect_xattrs(path, warnings, |names| rustix::fs::llistxattr(path, names), |name, value| rustix::fs::lgetxattr(path, name, value))
+}
+
+/// Reads every xattr of the open file `file` (at `path`, for messages), sorted by name.
+fn read_xattrs_fd(file: &File, path: &Path, warnings: &mut Vec<String>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    collect_xattrs(path, warnings, |names| rustix::fs::flistxattr(file, names), |name, value| rustix::fs::fgetxattr(file, name, value))
+}
+
+/// The xattrs `list` names, each read with `get`, sorted by name; what
+/// cannot be read becomes a warning naming `path`.
+fn collect_xattrs(
+    path: &Path,
+    warnings: &mut Vec<String>,
+    list: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
+    get: impl Fn(&std::ffi::CStr, &mut [u8]) -> rustix::io::Result<usize>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut names = vec![0u8; 4096];
     let n = loop {
-        match rustix::fs::llistxattr(path, &mut names) {
+        match list(&mut names) {
             Ok(n) => break n,
             Err(rustix::io::Errno::RANGE) => names.resize(names.len() * 4, 0),
             Err(rustix::io::Errno::NOTSUP) => return Vec::new(),
@@ -215,7 +235,7 @@ pub fn read_xattrs(path: &Path, warnings: &mut Vec<String>) -> Vec<(Vec<u8>, Vec
         let cname = std::ffi::CString::new(name).expect("xattr names have no NUL");
         let mut value = vec![0u8; 4096];
         loop {
-            match rustix::fs::lgetxattr(path, cname.as_c_str(), &mut value) {
+            match get(cname.as_c_str(), &mut value) {
                 Ok(len) => {
                     value.truncate(len);
                     out.push((name.to_vec(), value));
@@ -268,9 +288,45 @@ impl Names {
     }
 }
 
+/// Dirty bytes [`Writeback`] lets pile up before it starts writing them out.
+const WRITEBACK_STEP: u64 = 8 << 20;
+
+/// A file being written from start to end, whose pages go to disk while it
+/// is written (every [`WRITEBACK_STEP`] bytes) instead of all at the final
+/// `fsync`: the sync then waits for the last few MiB only, and the written
+/// archive does not fill the page cache with dirty pages.
+pub struct Writeback {
+    file: File,
+    written: u64,
+    started: u64,
+}
+
+impl Writeback {
+    fn new(file: File) -> Writeback {
+        Writeback { file, written: 0, started: 0 }
+    }
+}
+
+impl Write for Writeback {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.started >= WRITEBACK_STEP {
+            // Only a hint: a filesystem that refuses it still gets the fsync.
+            let _ = crate::sys::io::start_writeback(&self.file, self.started, self.written - self.started);
+            self.started = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// Runs `write` on a temporary file beside `out` and renames it into place
 /// only on success, so an interrupted run never leaves a valid-looking archive.
-pub fn write_atomically<T>(out: &Path, write: impl FnOnce(File) -> Result<T, Error>) -> Result<T, Error> {
+pub fn write_atomically<T>(out: &Path, write: impl FnOnce(Writeback) -> Result<T, Error>) -> Result<T, Error> {
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = out.file_name().ok_or_else(|| Error::io(out.display(), io::Error::other("no file name")))?;
     let mut tmp_name = std::ffi::OsString::from(".");
@@ -279,7 +335,7 @@ pub fn write_atomically<T>(out: &Path, write: impl FnOnce(File) -> Result<T, Err
     let tmp = dir.join(tmp_name);
     let file = fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| Error::io(tmp.display(), e))?;
     let sync = file.try_clone().map_err(|e| Error::io(tmp.display(), e))?;
-    let res = write(file).and_then(|v| {
+    let res = write(Writeback::new(file)).and_then(|v| {
         let mut s = &sync;
         s.flush().and_then(|_| sync.sync_all()).map_err(|e| Error::io(tmp.display(), e))?;
         fs::rename(&tmp, out).map_err(|e| Error::io(out.display(), e))?;

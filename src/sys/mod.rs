@@ -5,5 +5,6 @@
 //! fd-owning API here. Every `unsafe` block carries a `// SAFETY:` comment.
 
 pub mod fanotify;
+pub mod io;
 pub mod process;
 pub mod xattr;
