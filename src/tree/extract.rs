@@ -36,7 +36,7 @@ pub fn extract(archive: &Archive, dir: &Path, threads: usize, progress: &(dyn Fn
     let mut summary = ExtractSummary { entries: entries.len(), ..Default::default() };
 
     for e in entries.iter().filter(|e| e.kind == EntryKind::Dir) {
-        target.mkdir_all(&e.path)?;
+        target.mkdir(&e.path)?;
     }
     // Files: small ones whole, large ones in pieces after creating them.
     let mut work: Vec<(usize, u64, u64)> = Vec::new();

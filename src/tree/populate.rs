@@ -84,7 +84,7 @@ pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usi
     let id = archive.id_hex();
     let mut summary = PopulateSummary { entries: entries.len(), ..Default::default() };
     for e in entries.iter().filter(|e| e.kind == EntryKind::Dir) {
-        target.mkdir_all(&e.path)?;
+        target.mkdir(&e.path)?;
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))

@@ -17,10 +17,15 @@ pub struct TargetDir {
     root: OwnedFd,
     path: PathBuf,
     is_root_user: bool,
+    /// Effective uid and gid: the owner a new file gets.
+    euid: u32,
+    egid: u32,
     /// The process umask, to know the mode a new file gets without asking.
     umask: u32,
     /// Directories already opened (entries never change type, so a path
-    /// that was a directory stays one): saves a path walk per file.
+    /// that was a directory stays one): saves a path walk per file. At most
+    /// [`PARENTS_KEPT`] are kept, so a tree of any number of directories
+    /// fits in the default limit of 1024 open files.
     parents: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<OwnedFd>>>,
 }
 
@@ -36,6 +41,10 @@ fn current_umask() -> u32 {
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Umask:").and_then(|v| u32::from_str_radix(v.trim(), 8).ok())))
         .unwrap_or(0o022)
 }
+
+/// Directory fds [`TargetDir`] keeps open at most; when full it starts
+/// over (entries come sorted by path, so the ones in use are reopened once).
+const PARENTS_KEPT: usize = 128;
 
 /// Longest path handed to one openat2 call (PATH_MAX counts the NUL).
 const PATH_PIECE: usize = libc::PATH_MAX as usize - 1;
@@ -107,6 +116,8 @@ impl TargetDir {
             root,
             path: path.to_path_buf(),
             is_root_user: rustix::process::geteuid().is_root(),
+            euid: rustix::process::geteuid().as_raw(),
+            egid: rustix::process::getegid().as_raw(),
             umask: current_umask(),
             parents: Default::default(),
         }
@@ -159,7 +170,7 @@ impl TargetDir {
             return Ok(fd.clone());
         }
         let fd = Arc::new(self.open_parent(rel)?);
-        self.parents.lock().unwrap().insert(parent.to_vec(), fd.clone());
+        self.keep(parent, fd.clone());
         Ok(fd)
     }
 
@@ -215,6 +226,39 @@ impl TargetDir {
             dir = Some(fd);
         }
         Ok(())
+    }
+
+    /// Creates the directory `rel` (an existing one is kept) in its parent,
+    /// which is opened once and kept, like the new directory itself: a tree
+    /// listed parents first costs two calls per directory, not two per
+    /// component of its path as [`TargetDir::mkdir_all`] does.
+    pub fn mkdir(&self, rel: &[u8]) -> Result<(), Error> {
+        let (_, name) = split_parent(rel);
+        if name.is_empty() || rel.split(|&b| b == b'/').any(|c| c.is_empty()) {
+            return self.mkdir_all(rel);
+        }
+        let pfd = self.parent(rel)?;
+        match rfs::mkdirat(&*pfd, os(name), Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(Error::at(rel, e)),
+        }
+        let flags = OFlags::DIRECTORY | OFlags::PATH | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+        let fd = rfs::openat2(&*pfd, os(name), flags, Mode::empty(), BENEATH).map_err(|e| match e {
+            rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
+                Error::Refused { path: String::from_utf8_lossy(rel).into(), why: "exists and is not a directory".into() }
+            }
+            e => Error::at(rel, e),
+        })?;
+        self.keep(rel, Arc::new(fd));
+        Ok(())
+    }
+
+    fn keep(&self, dir: &[u8], fd: Arc<OwnedFd>) {
+        let mut parents = self.parents.lock().unwrap();
+        if parents.len() >= PARENTS_KEPT {
+            parents.clear();
+        }
+        parents.insert(dir.to_vec(), fd);
     }
 
     /// Runs `make`, a creation of `name` in `pfd`; if something is in the
@@ -276,7 +320,7 @@ impl TargetDir {
     pub fn set_meta_fd(&self, fd: BorrowedFd<'_>, e: &Entry, fresh: Option<Fresh>) -> Result<(), Error> {
         let at = |err: rustix::io::Errno| Error::at(&e.path, err);
         // A new file belongs to us (root: 0/0) already.
-        let owned = fresh.is_some() && e.uid == rustix::process::geteuid().as_raw() && e.gid == rustix::process::getegid().as_raw();
+        let owned = fresh.is_some() && e.uid == self.euid && e.gid == self.egid;
         if self.is_root_user && !owned {
             rfs::fchown(fd, Some(rfs::Uid::from_raw(e.uid)), Some(rfs::Gid::from_raw(e.gid))).map_err(at)?;
         }

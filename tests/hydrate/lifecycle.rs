@@ -260,3 +260,58 @@ fn populate_refuses_a_dir_that_has_files_or_was_populated() {
     thaw([OsStr::new("populate"), s.archive.as_os_str(), other.as_os_str()]).fails_with(&["not empty"]);
     assert_eq!(fs::read(other.join("precious")).unwrap(), b"mine");
 }
+
+/// `thaw CMD ARGS…` under a limit of `nofile` open files.
+fn thaw_with_fd_limit(nofile: u32, args: &[&OsStr]) -> std::process::Output {
+    std::process::Command::new("prlimit")
+        .arg(format!("--nofile={nofile}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_thaw"))
+        .args(args)
+        .output()
+        .expect("prlimit (util-linux)")
+}
+
+#[test]
+fn populate_and_extract_trees_with_more_directories_than_the_fd_limit() {
+    // 1,200 directories (two levels) with a file each, under a limit of 200
+    // open files: the directories kept open must not grow with the tree.
+    let s = Setup::new("many-dirs", "64K", |src| {
+        for i in 0..40u64 {
+            for j in 0..30u64 {
+                let d = src.join(format!("a{i:02}/b{j:02}"));
+                fs::create_dir_all(&d).unwrap();
+                fs::write(d.join("f"), data(i * 100 + j, 100 + j as usize)).unwrap();
+            }
+        }
+    });
+    let dir = s.scratch.join("limited");
+    let out = thaw_with_fd_limit(200, &[OsStr::new("populate"), s.archive.as_os_str(), dir.as_os_str()]);
+    assert!(out.status.success(), "populate under 200 fds: {}", String::from_utf8_lossy(&out.stderr));
+    let out = thaw_with_fd_limit(200, &[OsStr::new("hydrate"), dir.as_os_str()]);
+    assert!(out.status.success(), "hydrate under 200 fds: {}", String::from_utf8_lossy(&out.stderr));
+    let ext = s.scratch.join("extracted");
+    let out = thaw_with_fd_limit(200, &[OsStr::new("extract"), s.archive.as_os_str(), ext.as_os_str()]);
+    assert!(out.status.success(), "extract under 200 fds: {}", String::from_utf8_lossy(&out.stderr));
+    // Every file arrived, with its bytes, in both.
+    let v = thaw_with_fd_limit(200, &[OsStr::new("verify"), dir.as_os_str()]);
+    assert!(v.status.success(), "verify of the hydrated tree: {}", String::from_utf8_lossy(&v.stderr));
+    for (i, j) in [(0u64, 0u64), (17, 29), (39, 3)] {
+        let rel = format!("a{i:02}/b{j:02}/f");
+        let want = s.src_file(&rel);
+        assert_eq!(fs::read(ext.join(&rel)).unwrap(), want, "extract: {rel}");
+    }
+    let n = walkdir_count(&ext);
+    assert_eq!(n, 40 + 40 * 30 * 2, "extracted tree has {n} entries");
+}
+
+/// Entries below `d` (directories and files), counted without following symlinks.
+fn walkdir_count(d: &std::path::Path) -> usize {
+    fs::read_dir(d)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            1 + if e.file_type().unwrap().is_dir() { walkdir_count(&e.path()) } else { 0 }
+        })
+        .sum()
+}
