@@ -107,6 +107,9 @@ enum Cmd {
         /// Put the files this access profile names first, in its order and contiguous
         #[arg(long, value_name = "PROFILE")]
         order: Option<PathBuf>,
+        /// Also write the --order profile as a profile of the new archive (its id), for `--prefetch` with it
+        #[arg(long, value_name = "PROFILE", requires = "order")]
+        profile_out: Option<PathBuf>,
     },
     /// Re-frame a .tar, .tar.gz, .tar.xz or .tar.zst into a thaw archive (streaming)
     Convert {
@@ -507,7 +510,7 @@ where
 fn run(cli: Cli) -> Result<i32> {
     let verbose = cli.verbose > 0;
     match cli.cmd {
-        Cmd::Pack { src, output, opts, order } => pack(&src, &output, &opts, order.as_deref()),
+        Cmd::Pack { src, output, opts, order, profile_out } => pack(&src, &output, &opts, order.as_deref(), profile_out.as_deref()),
         Cmd::Convert { input, output, opts } => convert(&input, &output, &opts),
         Cmd::Ls { archive, long, json } => ls(&archive, long, json),
         Cmd::Cat { archive, path } => cat(&archive, &path),
@@ -572,15 +575,27 @@ fn with_output<T>(output: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Resu
 }
 
 /// `thaw pack`
-fn pack(src: &Path, output: &Path, opts: &PackOpts, order: Option<&Path>) -> Result<i32> {
-    let first = match order {
-        Some(p) => hydrate::profile::Profile::load(p).with_context(|| format!("cannot read the profile {}", p.display()))?.paths(),
-        None => Vec::new(),
+fn pack(src: &Path, output: &Path, opts: &PackOpts, order: Option<&Path>, profile_out: Option<&Path>) -> Result<i32> {
+    let profile = match order {
+        Some(p) => Some(hydrate::profile::Profile::load(p).with_context(|| format!("cannot read the profile {}", p.display()))?),
+        None => None,
     };
+    let first = profile.as_ref().map(|p| p.paths()).unwrap_or_default();
     let pb = bar("packing");
-    let s = with_output(output, |out| {
-        archive::pack::pack_ordered(src, out, opts.writer(), &first, &|t| pb.set_length(t), &|n| pb.inc(n))
-            .with_context(|| format!("cannot pack {} into {}", src.display(), archive::remote::shown(output)))
+    let (s, rekeyed) = with_output(output, |out| {
+        let s = archive::pack::pack_ordered(src, out, opts.writer(), &first, &|t| pb.set_length(t), &|n| pb.inc(n))
+            .with_context(|| format!("cannot pack {} into {}", src.display(), archive::remote::shown(output)))?;
+        // The profile for the new archive, from the file just written (before any upload).
+        let rekeyed = match (&profile, profile_out) {
+            (Some(p), Some(to)) => {
+                let a = Archive::open(out).with_context(|| format!("cannot read back {}", out.display()))?;
+                let (q, dropped) = p.for_archive(&a)?;
+                q.save(to).with_context(|| format!("cannot write the profile {}", to.display()))?;
+                Some((to.to_path_buf(), q.ranges.len(), dropped))
+            }
+            _ => None,
+        };
+        Ok((s, rekeyed))
     })?;
     pb.finish_and_clear();
     warn_all(&s.warnings);
@@ -592,6 +607,9 @@ fn pack(src: &Path, output: &Path, opts: &PackOpts, order: Option<&Path>) -> Res
         s.archive_bytes as f64 / s.data_bytes.max(1) as f64,
         archive::index::id_hex(&s.id)
     );
+    if let Some((to, kept, dropped)) = rekeyed {
+        note!("wrote {} for the new archive: {kept} ranges ({dropped} of paths it has not, dropped)", to.display());
+    }
     Ok(0)
 }
 

@@ -120,6 +120,25 @@ impl Profile {
         Ok(())
     }
 
+    /// The same ranges as a profile of `archive` (for one re-packed with
+    /// `pack --order` of this profile): its id, and each path's entry
+    /// number there. Ranges of paths that are not regular files (or not
+    /// there at all) in `archive` are dropped; returns how many.
+    pub fn for_archive(&self, archive: &Archive) -> Result<(Profile, usize), Error> {
+        let mut ranges = Vec::with_capacity(self.ranges.len());
+        let mut dropped = 0;
+        for r in &self.ranges {
+            match archive.find(&r.path_bytes())? {
+                Some((n, e)) if e.kind == EntryKind::File && r.offset.saturating_add(r.len) <= e.size => {
+                    ranges.push(ProfileRange { entry: n as usize, ..r.clone() })
+                }
+                _ => dropped += 1,
+            }
+        }
+        let header = Header { thaw_profile: PROFILE_VERSION, archive_id: archive.id_hex() };
+        Ok((Profile { header, ranges }, dropped))
+    }
+
     /// The distinct paths, in first-access order.
     pub fn paths(&self) -> Vec<Vec<u8>> {
         let mut seen = HashSet::new();

@@ -160,10 +160,12 @@ fn pack_order_puts_profiled_files_first_and_a_profiled_job_decodes_fewer_frames(
     let prof = scratch.join("job.profile");
     let plain = scratch.join("plain.tar.zst");
     crate::common::pack(&src, &plain, "256K");
-    let ranges: Vec<(&str, u64, u64)> = job.iter().map(|p| (p.as_str(), 0, 30_000)).collect();
+    let mut ranges: Vec<(&str, u64, u64)> = job.iter().map(|p| (p.as_str(), 0, 30_000)).collect();
+    ranges.insert(3, ("gone/away", 0, 10));
     write_profile(&prof, &archive_id(&plain), &ranges);
     let ordered = scratch.join("ordered.tar.zst");
-    thaw([
+    let reprof = scratch.join("ordered.profile");
+    let out = thaw([
         OsStr::new("pack"),
         src.as_os_str(),
         OsStr::new("-o"),
@@ -172,8 +174,29 @@ fn pack_order_puts_profiled_files_first_and_a_profiled_job_decodes_fewer_frames(
         OsStr::new("256K"),
         OsStr::new("--order"),
         prof.as_os_str(),
+        OsStr::new("--profile-out"),
+        reprof.as_os_str(),
     ])
     .ok();
+    let said = &out.stderr;
+    assert!(said.contains("8 ranges (1 of paths it has not, dropped)"), "{said}");
+    // --profile-out: the same ranges, in order, as a profile of the new archive.
+    let (header, kept) = load(&reprof);
+    assert_eq!(header["archive_id"].as_str().unwrap(), archive_id(&ordered));
+    assert_ne!(archive_id(&ordered), archive_id(&plain));
+    assert_eq!(kept, job.iter().map(|p| (p.clone(), 0, 30_000)).collect::<Vec<_>>());
+    // Its entry numbers are the new index's (the profile's entries were 0..8).
+    let dec = zstd::stream::read::Decoder::new(fs::File::open(&reprof).unwrap()).unwrap();
+    let entries: Vec<u64> = std::io::BufReader::new(dec)
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str::<serde_json::Value>(&l.unwrap()).unwrap()["entry"].as_u64().unwrap())
+        .collect();
+    let ls = thaw([OsStr::new("ls"), ordered.as_os_str()]).ok();
+    let index: Vec<String> = String::from_utf8(ls.stdout).unwrap().lines().map(|l| l.trim_end_matches('/').to_string()).collect();
+    for (p, n) in job.iter().zip(&entries) {
+        assert_eq!(&index[*n as usize], p, "entry {n} of the new archive");
+    }
     // The tar stream's order (stock tar lists members as they come; `thaw ls`
     // of a format 2 archive lists its sorted index).
     let out = std::process::Command::new("tar").arg("-I").arg("zstd").arg("-tf").arg(&ordered).output().unwrap();
