@@ -95,11 +95,14 @@ record_times() {
     record "$wl" "${metric}_sys" "$variant" "$rep" "$T_SYS" s
 }
 
-# Order of the variants in repetition REP: A B on odd reps, B A on even
-# ones, so slow drift (thermal, background work) does not favour one side.
+# Order of the variants in repetition REP: rotated by one each repetition
+# (A B on odd reps, B A on even ones; A B C, B C A, C A B), so slow drift
+# (thermal, background work) does not favour one side.
 order() {
-    local rep=$1 a=$2 b=$3
-    if ((rep % 2)); then echo "$a $b"; else echo "$b $a"; fi
+    local rep=$1
+    shift
+    local k=$(((rep - 1) % $#)) out=("$@")
+    echo "${out[@]:k}" "${out[@]:0:k}"
 }
 
 # Trees live alone in a box: BOX.box/NAME. thaw keeps its stage beside the

@@ -7,6 +7,10 @@
 #           vs download + extract + no-op build (goal <= 0.10x)
 #   kernel  the kernel workload's tree: ready + build (tinyconfig; --quick:
 #           only `make tinyconfig`) vs download + extract + build (<= 0.80x)
+#   ci and kernel have three sides: download + extract (base), thaw with no
+#   profile (thaw), and the README's CI recipe (recipe): the archive packed
+#   with `pack --order` of a profile a first `run --record` wrote, served
+#   with `run --prefetch` of it; the goals are checked on the recipe.
 #   dataset 1 % of the dataset workload's files: thaw vs download + extract
 #           + the job, and vs ratarmount reading the same URL when it can
 # Figures also include bytes received and requests (nginx's access log, and
@@ -89,15 +93,20 @@ download_extract() {
     curl -sf -o "$tmp" "$url" && mkdir -p "$dir" && tar -I zstd -xf "$tmp" -C "$dir" && rm -f "$tmp"
 }
 
-# remote_side WL NAME REP DIR ARCHIVE_NAME BUILD_CMD: one repetition of one
-# side; records restore, work, total, bytes and requests.
+# remote_side WL NAME REP DIR ARCHIVE_NAME BUILD_CMD [RUN_ARGS...]: one
+# repetition of one side (base: download + extract; otherwise thaw from
+# the published ARCHIVE_NAME, `thaw run` getting RUN_ARGS); records restore,
+# work, total, bytes and requests under the variant NAME (base is recorded
+# as "download + extract").
 remote_side() {
     local wl=$1 v=$2 rep=$3 dir=$4 name=$5 build=$6 restore
+    shift 6
+    local url=http://127.0.0.1:$REMOTE_PORT/$name
     fresh_dir "$dir"
     drop_caches
     : >"$RDIR/access.log"
     if [[ $v == base ]]; then
-        timed "$wl-restore-base-$rep" bash -c "$(declare -f download_extract); download_extract '$RURL' '$dir'"
+        timed "$wl-restore-base-$rep" bash -c "$(declare -f download_extract); download_extract '$url' '$dir'"
         restore=$T_WALL
         timed "$wl-work-base-$rep" bash -c "$build"
         record "$wl" restore "download + extract" "$rep" "$restore" s
@@ -106,67 +115,106 @@ remote_side() {
         record "$wl" bytes_received "download + extract" "$rep" "$(served_bytes "$name")" B
         record "$wl" requests "download + extract" "$rep" "$(served_requests "$name")" count
     else
-        timed "$wl-restore-thaw-$rep" "$THAW" populate "$RURL" "$dir"
+        timed "$wl-restore-$v-$rep" "$THAW" populate "$url" "$dir"
         restore=$T_WALL
-        timed "$wl-work-thaw-$rep" "$THAW" run "$RURL" "$dir" -- bash -c "$build"
-        record "$wl" restore thaw "$rep" "$restore" s
-        record "$wl" work thaw "$rep" "$T_WALL" s
-        record "$wl" total thaw "$rep" "$(calc "$restore + $T_WALL")" s
+        timed "$wl-work-$v-$rep" "$THAW" run "$@" "$url" "$dir" -- bash -c "$build"
+        record "$wl" restore "$v" "$rep" "$restore" s
+        record "$wl" work "$v" "$rep" "$T_WALL" s
+        record "$wl" total "$v" "$rep" "$(calc "$restore + $T_WALL")" s
         local got js
         got=$(served_bytes "$name")
-        record "$wl" bytes_received thaw "$rep" "$got" B
-        record "$wl" requests thaw "$rep" "$(served_requests "$name")" count
+        record "$wl" bytes_received "$v" "$rep" "$got" B
+        record "$wl" requests "$v" "$rep" "$(served_requests "$name")" count
         js=$(thaw_status "$dir")
-        printf '%s\n' "$js" >"$LOGS/$wl-thaw-$rep.status.json"
-        record "$wl" serve_remote_bytes thaw "$rep" "$(jq -r .remote_bytes <<<"$js")" B
-        record "$wl" serve_remote_requests thaw "$rep" "$(jq -r .remote_requests <<<"$js")" count
-        record "$wl" bytes_hydrated thaw "$rep" "$(jq -r .bytes_hydrated <<<"$js")" B
+        printf '%s\n' "$js" >"$LOGS/$wl-$v-$rep.status.json"
+        record "$wl" serve_remote_bytes "$v" "$rep" "$(jq -r .remote_bytes <<<"$js")" B
+        record "$wl" serve_remote_requests "$v" "$rep" "$(jq -r .remote_requests <<<"$js")" count
+        record "$wl" bytes_hydrated "$v" "$rep" "$(jq -r .bytes_hydrated <<<"$js")" B
         # The issue's figure: bytes received over the compressed bytes of the
         # frames needed (decoded) plus the trailer (index + seek table).
         local need trailer
-        trailer=$("$THAW" info --json "$RURL" | jq -r .index_and_seek_table_bytes)
+        trailer=$("$THAW" info --json "$url" | jq -r .index_and_seek_table_bytes)
         need=$(jq -r .compressed_decoded <<<"$js")
-        record "$wl" frames_needed_bytes thaw "$rep" "$((need + trailer))" B
-        record "$wl" fetch_amplification thaw "$rep" "$(calc "$got / ($need + $trailer)")" ratio
+        record "$wl" frames_needed_bytes "$v" "$rep" "$((need + trailer))" B
+        record "$wl" fetch_amplification "$v" "$rep" "$(calc "$got / ($need + $trailer)")" ratio
     fi
+}
+
+# remote_recipe WL ARCHIVE SRC_DIR BUILD_CMD_FN: the README's CI recipe
+# made ready for the "recipe" side: the job run once under `thaw run
+# --record` (in CI, the previous job), the tree re-packed with `pack
+# --order` of that profile and published as WL-ordered.tar.zst. Sets
+# RPROFILE. BUILD_CMD_FN DIR TIME LOG prints the job's command line.
+remote_recipe() {
+    local wl=$1 archive=$2 W=$WORK/$1-recipe build_fn=$3
+    RPROFILE=$W/job.profile
+    rm -rf "$W"
+    mkdir -p "$W"
+    log "$wl: recording the job's profile and packing in its order (untimed: the previous CI job's part)"
+    step "$wl-recipe-populate" "$THAW" populate "$archive" "$W/rec/tree"
+    step "$wl-recipe-record" "$THAW" run --record "$RPROFILE" "$archive" "$W/rec/tree" -- \
+        bash -c "$("$build_fn" "$W/rec/tree" "$W/record.time" "$W/record.log")"
+    # The source of the re-pack: the archive extracted (exact mtimes, as
+    # the job that packed it saw them).
+    step "$wl-recipe-extract" "$THAW" extract "$archive" "$W/src"
+    step "$wl-recipe-pack" "$THAW" pack "$W/src" -o "$W/ordered.tar.zst" --order "$RPROFILE" --profile-out "$RPROFILE"
+    publish "$W/ordered.tar.zst" "$wl-ordered.tar.zst"
+    rm -rf "$W/src" "$W/rec"
+    record "$wl" profile_bytes recipe 1 "$(stat -c %s "$RPROFILE")" B
 }
 
 remote_ci() {
     ci_inputs
+    remote_recipe remote-ci "$CI_ARCHIVE" ci_build_cmd
     publish "$CI_ARCHIVE" ci.tar.zst
-    local rep v name=ci.tar.zst
+    local rep v name
     record remote-ci archive_bytes thaw 1 "$(stat -c %s "$CI_ARCHIVE")" B
     for ((rep = 1; rep <= REPS; rep++)); do
-        for v in $(order $rep base thaw); do
+        for v in $(order $rep base thaw recipe); do
             log "remote ci: $v, rep $rep"
+            local extra=()
+            name=ci.tar.zst
+            [[ $v == recipe ]] && name=remote-ci-ordered.tar.zst extra=(--prefetch "$RPROFILE")
             remote_side remote-ci "$v" "$rep" "$CI_PROJ" "$name" \
-                "$(ci_build_cmd "$CI_PROJ" "$LOGS/remote-ci-$v-$rep.time" "$LOGS/remote-ci-$v-$rep.cargo.log")"
+                "$(ci_build_cmd "$CI_PROJ" "$LOGS/remote-ci-$v-$rep.time" "$LOGS/remote-ci-$v-$rep.cargo.log")" "${extra[@]}"
             ci_check_noop "$LOGS/remote-ci-$v-$rep.cargo.log" "remote ci ($v, rep $rep)"
         done
     done
-    compare remote-ci total thaw "download + extract" "<=" 0.10 "issue #11 goal: restore + no-op build"
-    compare remote-ci bytes_received thaw "download + extract" info 0 "bytes over the network"
+    compare remote-ci total recipe "download + extract" "<=" 0.10 "issue #11 goal: restore + no-op build, README's CI recipe (--prefetch, pack --order)"
+    compare remote-ci total thaw "download + extract" info 0 "restore + no-op build, no profile"
+    compare remote-ci bytes_received recipe "download + extract" info 0 "bytes over the network (recipe)"
+    compare remote-ci bytes_received thaw "download + extract" info 0 "bytes over the network (no profile)"
     rm -rf "$(dirname "$CI_PROJ")"
 }
 
+# The kernel part's job as a BUILD_CMD_FN for remote_recipe.
+remote_kernel_job() { kernel_build_cmd "$1" "$(dirname "$2")/record.result" "$2"; }
+
 remote_kernel() {
     kernel_archive
+    remote_recipe remote-kernel "$KARCHIVE" remote_kernel_job
     publish "$KARCHIVE" linux.tar.zst
-    local rep v W=$WORK/remote-kernel
+    local rep v name W=$WORK/remote-kernel
     mkdir -p "$W"
     record remote-kernel archive_bytes thaw 1 "$(stat -c %s "$KARCHIVE")" B
     for ((rep = 1; rep <= REPS; rep++)); do
-        for v in $(order $rep base thaw); do
+        for v in $(order $rep base thaw recipe); do
             log "remote kernel: $v, rep $rep"
-            local dir=$W/$v.box/linux
-            remote_side remote-kernel "$v" "$rep" "$dir" linux.tar.zst \
-                "$(kernel_build_cmd "$dir" "$W/result-$v-$rep.txt" "$W/build-$v-$rep.time")"
+            local dir=$W/$v.box/linux extra=()
+            name=linux.tar.zst
+            [[ $v == recipe ]] && name=remote-kernel-ordered.tar.zst extra=(--prefetch "$RPROFILE")
+            remote_side remote-kernel "$v" "$rep" "$dir" "$name" \
+                "$(kernel_build_cmd "$dir" "$W/result-$v-$rep.txt" "$W/build-$v-$rep.time")" "${extra[@]}"
         done
-        diff "$W/result-base-$rep.txt" "$W/result-thaw-$rep.txt" >"$LOGS/remote-kernel-result-$rep.diff" ||
-            die "remote kernel: the build under thaw differs (see $LOGS/remote-kernel-result-$rep.diff)"
+        for v in thaw recipe; do
+            diff "$W/result-base-$rep.txt" "$W/result-$v-$rep.txt" >"$LOGS/remote-kernel-result-$v-$rep.diff" ||
+                die "remote kernel: the build under thaw ($v) differs (see $LOGS/remote-kernel-result-$v-$rep.diff)"
+        done
     done
-    compare remote-kernel total thaw "download + extract" "<=" 0.80 "issue #11 goal: ready + build"
-    compare remote-kernel bytes_received thaw "download + extract" info 0 "bytes over the network"
+    compare remote-kernel total recipe "download + extract" "<=" 0.80 "issue #11 goal: ready + build, README's CI recipe (--prefetch, pack --order)"
+    compare remote-kernel total thaw "download + extract" info 0 "ready + build, no profile"
+    compare remote-kernel bytes_received recipe "download + extract" info 0 "bytes over the network (recipe)"
+    compare remote-kernel bytes_received thaw "download + extract" info 0 "bytes over the network (no profile)"
     rm -rf "$W"
 }
 
