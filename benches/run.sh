@@ -226,6 +226,11 @@ SUFFIX=""
 if ((QUICK)); then SUFFIX+="-quick"; fi
 if [[ -n $ONLY ]]; then SUFFIX+="-only-${ONLY//,/-}"; fi
 RESULTS=$BENCH/results/$STAMP$SUFFIX
+# A second run of the same day and selection gets its own directory.
+for ((n = 2; n < 100; n++)); do
+    [[ -e $RESULTS ]] || break
+    RESULTS=$BENCH/results/$STAMP$SUFFIX-$n
+done
 LOGS=$WORK/logs/$STAMP$SUFFIX-$(date +%H%M%S)
 mkdir -p "$LOGS"
 
@@ -233,7 +238,6 @@ if ((INSTALL)); then install_deps; fi
 check_tools
 build_thaw
 
-rm -rf "$RESULTS"
 mkdir -p "$RESULTS"
 : >"$RESULTS/results.jsonl"
 : >"$RESULTS/comparisons.jsonl"
