@@ -149,7 +149,7 @@ remote_recipe() {
     local wl=$1 archive=$2 W=$WORK/$1-recipe build_fn=$3
     RPROFILE=$W/job.profile
     rm -rf "$W"
-    mkdir -p "$W"
+    mkdir -p "$W/rec"
     log "$wl: recording the job's profile and packing in its order (untimed: the previous CI job's part)"
     step "$wl-recipe-populate" "$THAW" populate "$archive" "$W/rec/tree"
     step "$wl-recipe-record" "$THAW" run --record "$RPROFILE" "$archive" "$W/rec/tree" -- \
