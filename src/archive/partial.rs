@@ -174,11 +174,12 @@ impl PartialFrame {
 }
 
 /// How many compressed bytes to read next, `at` being read already, for
-/// `want` bytes of output from a frame of `size` (`total` compressed):
+/// `want` bytes of output from a frame of `size` (`total` compressed; the
+/// caller caps the result at what is left of the frame):
 /// the estimate of the input `want` needs at the frame's average ratio, an
 /// eighth more and one step for the zstd block that holds its end, and at
 /// least [`FIRST_READ`] or as much again as was read.
-fn read_size(at: usize, want: usize, size: usize, total: usize) -> usize {
+pub(crate) fn read_size(at: usize, want: usize, size: usize, total: usize) -> usize {
     let estimate = (total as u128 * want as u128 / size.max(1) as u128) as usize;
     let needed = (estimate + estimate / 8 + STEP).saturating_sub(at);
     needed.max(at).max(FIRST_READ)

@@ -551,15 +551,29 @@ impl Archive {
     /// Tells the source that bytes `[offset, offset+len)` of `entry` will be
     /// read: each run of adjacent frames not decoded yet is asked for as one
     /// range (one request for a remote source; nothing for a local file).
+    /// A file that early stop serves needs its frame only up to its own end:
+    /// then only the compressed prefix a [`PartialFrame`] would read for it
+    /// is asked for, not the rest of the run.
     pub fn prefetch(&self, entry: &Entry, offset: u64, len: u64) {
         // Local files (no version) take no hints: keep the event path short.
         if self.source.version().is_none() {
             return;
         }
         let Ok(e) = self.data_entry(entry) else { return };
+        let early = self.piece_size().is_some() && e.piece_xxh3.is_empty() && e.data_xxh3.is_some();
         let mut run: Option<std::ops::Range<u64>> = None;
         for i in self.frames_for(&e, offset, len) {
-            let r = self.table.compressed_offset(i)..self.table.compressed_offset(i) + u64::from(self.table.frame(i).compressed);
+            let f = self.table.frame(i);
+            let start = self.table.compressed_offset(i);
+            let mut need = u64::from(f.compressed);
+            if early {
+                let upto = (e.data_offset + e.size).saturating_sub(self.table.stream_offset(i));
+                if upto < u64::from(f.decompressed) {
+                    let est = super::partial::read_size(0, upto as usize, f.decompressed as usize, f.compressed as usize);
+                    need = need.min(est as u64);
+                }
+            }
+            let r = start..start + need;
             match (&mut run, self.cache.has(i) || self.partial_has(i)) {
                 (Some(cur), false) if cur.end == r.start => cur.end = r.end,
                 (_, true) => {

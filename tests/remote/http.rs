@@ -103,6 +103,51 @@ fn cat_of_one_file_takes_few_requests_and_ls_info_verify_extract_work() {
     thaw([OsStr::new("cat"), OsStr::new(&file_url), OsStr::new("f001")]).ok();
 }
 
+#[test]
+fn a_small_file_fetches_its_run_only_up_to_its_end() {
+    // 80 files of 48 KiB in one 4 MiB run (format 2 defaults): the first
+    // file needs the run's start, not all of it.
+    let s = scratch_dir("remote-prefix");
+    let src = s.join("src");
+    fs::create_dir(&src).unwrap();
+    for i in 0..80u64 {
+        fs::write(src.join(format!("f{i:02}")), data(300 + i, 48 << 10)).unwrap();
+    }
+    let archive = s.join("a.tar.zst");
+    thaw([OsStr::new("pack"), src.as_os_str(), OsStr::new("-o"), archive.as_os_str()]).ok();
+    let info = thaw([OsStr::new("info"), OsStr::new("--json"), archive.as_os_str()]).ok();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let size = fs::metadata(&archive).unwrap().len();
+    let data_bytes = size - info["index_and_seek_table_bytes"].as_u64().unwrap();
+    let (url, _) = publish(&archive, "prefix");
+    let run = thaw([OsStr::new("-v"), OsStr::new("cat"), OsStr::new(&url), OsStr::new("f01")]).ok();
+    assert!(run.stdout == fs::read(src.join("f01")).unwrap(), "cat f01: wrong bytes");
+    let (requests, bytes) = transfer(&run.stderr);
+    // The tail, then the start of the run: one request each.
+    assert!(requests <= 2, "cat took {requests} requests: {}", run.stderr);
+    let tail = 64 << 10;
+    assert!(bytes <= tail + data_bytes / 4, "cat of the 2nd of 80 files fetched {bytes} of the run's {data_bytes} bytes (+ {tail} tail)");
+
+    // Served: reading the first file fetches a prefix, a later one the rest as needed.
+    let dir = s.join("lazy");
+    thaw([OsStr::new("populate"), OsStr::new(&url), dir.as_os_str()]).ok();
+    let served = Served::start(Path::new(&url), &dir, &[]);
+    assert!(fs::read(dir.join("f00")).unwrap() == fs::read(src.join("f00")).unwrap());
+    let first = stats_now(&served);
+    assert!(fs::read(dir.join("f79")).unwrap() == fs::read(src.join("f79")).unwrap());
+    served.stop();
+    let st = stats(&dir);
+    assert!(first <= data_bytes / 4, "reading f00 fetched {first} of {data_bytes}");
+    assert!(st["remote_bytes"].as_u64().unwrap() <= data_bytes + tail, "{st}");
+}
+
+/// The bytes a running daemon has fetched so far (its `status --json`).
+fn stats_now(served: &Served) -> u64 {
+    let out = thaw([OsStr::new("status"), served.dir.as_os_str(), OsStr::new("--json")]).ok();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["remote_bytes"].as_u64().unwrap()
+}
+
 /// Reads a whole file through a served tree.
 fn read_all(p: &Path) -> std::io::Result<Vec<u8>> {
     fs::read(p)
