@@ -374,9 +374,28 @@ static OPENED: std::sync::OnceLock<&'static Archive> = std::sync::OnceLock::new(
 
 /// Opens ARCHIVE (a path or a URL) to serve `dir`: a remote archive is read
 /// at the version `populate` recorded for that same URL, or not at all.
+/// Its index comes from the tail `populate` kept in the stage when there
+/// is one (if that fails, it is fetched again).
 fn open_for_dir(path: &Path, dir: &Path) -> Result<Archive> {
-    let info = thaw::tree::stage::Stage::new(dir).info().ok();
-    let version = info.filter(|i| i.archive.as_path() == path).and_then(|i| i.archive_version);
+    let stage = thaw::tree::stage::Stage::new(dir);
+    let info = stage.info().ok().filter(|i| i.archive.as_path() == path);
+    let version = info.as_ref().and_then(|i| i.archive_version.clone());
+    if let (Some(info), Some(_)) = (&info, &version) {
+        if let Ok(Some(tail)) = stage.read_file(thaw::tree::stage::TAIL) {
+            match archive::remote::open_with_tail(path, version.as_deref(), Some(tail)) {
+                // The whole index is read here (serving needs it anyway), so
+                // a damaged block in the kept tail falls back too.
+                Ok(a) if a.id_hex() == info.id => match a.index() {
+                    Ok(_) => return Ok(a),
+                    Err(e) => tracing::warn!("the index in the tail kept in the stage is damaged ({e}); opening it afresh"),
+                },
+                Ok(a) => tracing::warn!("the tail kept in the stage gives archive id {}, not {}; opening it afresh", a.id_hex(), info.id),
+                Err(e) => {
+                    tracing::warn!("cannot open {} with the tail kept in the stage ({e}); opening it afresh", archive::remote::shown(path))
+                }
+            }
+        }
+    }
     open_shared(path, version.as_deref())
 }
 

@@ -338,6 +338,17 @@ impl Archive {
         self.trailer_len
     }
 
+    /// The archive's last bytes that opening it and reading its whole index
+    /// take (the index frame and seek table, and at least the first tail
+    /// read), read through the source: for a remote archive, from what was
+    /// fetched already. `populate` keeps them in the stage for `serve`.
+    pub fn opening_tail(&self) -> Result<Vec<u8>, Error> {
+        let len = self.trailer_len.max(TAIL_READ).min(self.source.len());
+        let mut buf = vec![0u8; len as usize];
+        self.source.read_exact_at(&mut buf, self.source.len() - len)?;
+        Ok(buf)
+    }
+
     /// Frames decoded so far (cache misses), for tests and stats.
     pub fn frames_decoded(&self) -> u64 {
         self.cache.decodes.load(Ordering::Relaxed)

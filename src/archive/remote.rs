@@ -159,9 +159,22 @@ fn shown_arg(s: &str) -> String {
 /// `expect_version` (recorded by `populate`) makes even the first request
 /// conditional on it.
 pub fn open(arg: &Path, expect_version: Option<&str>) -> Result<Archive, Error> {
+    open_with_tail(arg, expect_version, None)
+}
+
+/// Largest kept tail [`open_with_tail`] takes (a bigger one is ignored).
+pub const KEPT_TAIL_MAX: usize = 64 << 20;
+
+/// [`open`], given the archive's last bytes as `populate` kept them in the
+/// stage (at least the index and seek table): with `expect_version` too,
+/// the opening request then asks for one byte only (it still checks the
+/// version and tells the size), and the index is read from `kept_tail`
+/// instead of fetched again. The bytes are checked like fetched ones (the
+/// index checksums and the archive id).
+pub fn open_with_tail(arg: &Path, expect_version: Option<&str>, kept_tail: Option<Vec<u8>>) -> Result<Archive, Error> {
     match Location::parse(arg)? {
         Location::Local(p) => Archive::open(&p),
-        Location::Remote(url) => Archive::from_source(Box::new(RemoteSource::open(&url, expect_version, &defaults())?)),
+        Location::Remote(url) => Archive::from_source(Box::new(RemoteSource::open(&url, expect_version, &defaults(), kept_tail)?)),
     }
 }
 
@@ -501,8 +514,9 @@ pub struct RemoteSource {
 impl RemoteSource {
     /// Opens `url` with one request: the last [`TAIL_PREFETCH`] bytes, which
     /// also tell the size and version. With `expect` (a version recorded by
-    /// `populate`), that request is already conditional on it.
-    pub fn open(url: &Url, expect: Option<&str>, opts: &RemoteOptions) -> Result<RemoteSource, Error> {
+    /// `populate`), that request is already conditional on it, and with a
+    /// `kept_tail` too (see [`open_with_tail`]) it asks for the last byte only.
+    pub fn open(url: &Url, expect: Option<&str>, opts: &RemoteOptions, kept_tail: Option<Vec<u8>>) -> Result<RemoteSource, Error> {
         let shown = shown_arg(url.as_str());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -524,7 +538,9 @@ impl RemoteSource {
             Some(s) => Some(Version::parse(s).ok_or_else(|| Error::corrupt("stage", format!("unreadable archive version {s:?}")))?),
             None => None,
         };
-        let (tail, meta) = rt.block_on(conn.get(GetRange::Suffix(TAIL_PREFETCH), want.as_ref(), None)).map_err(|f| {
+        let kept = kept_tail.filter(|t| want.is_some() && !t.is_empty() && t.len() <= KEPT_TAIL_MAX);
+        let ask = if kept.is_some() { 1 } else { TAIL_PREFETCH };
+        let (tail, meta) = rt.block_on(conn.get(GetRange::Suffix(ask), want.as_ref(), None)).map_err(|f| {
             let f = match (f.kind, &want) {
                 (FaultKind::Changed, Some(_)) => Fault { why: format!("{}; it is not the version `thaw populate` recorded", f.why), ..f },
                 _ => f,
@@ -532,8 +548,16 @@ impl RemoteSource {
             f.into_error(&shown, None)
         })?;
         let version = want.unwrap_or_else(|| Version::of(&meta));
+        let tail = match kept {
+            Some(t) if t.len() as u64 <= meta.size && t.last() == tail.last() => Bytes::from(t),
+            Some(_) => {
+                return Err(Error::corrupt("stage", format!("the archive tail kept by populate does not end like {shown}")));
+            }
+            None => tail,
+        };
         let mut ranges = Ranges::default();
-        ranges.insert(meta.size - tail.len() as u64, tail, opts.cache_bytes.max(TAIL_PREFETCH as usize));
+        let n = tail.len();
+        ranges.insert(meta.size - n as u64, tail, opts.cache_bytes.max(n));
         tracing::debug!("{shown}: {} bytes, version {}", meta.size, version.text());
         let inner = Inner { conn, len: meta.size, version, ranges: Mutex::new(ranges), hinted: Default::default() };
         Ok(RemoteSource { inner: Arc::new(inner), rt })

@@ -116,6 +116,9 @@ pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usi
         true => archive_path.to_path_buf(),
         false => std::fs::canonicalize(archive_path).unwrap_or_else(|_| archive_path.to_path_buf()),
     };
+    if archive.source_version().is_some() {
+        stage.write_file(super::stage::TAIL, &archive.opening_tail()?)?;
+    }
     stage.write_info(&StageInfo {
         archive: archive_abs,
         id,

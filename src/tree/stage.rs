@@ -40,6 +40,9 @@ pub const INFO: &str = "archive.json";
 pub const STATS: &str = "stats.json";
 /// The file whose lock one daemon (or hydrate, or upgrade) holds at a time.
 pub const LOCK: &str = "lock";
+/// A remote archive's last bytes (index and seek table) as `populate`
+/// fetched them, so `serve` need not fetch them again.
+pub const TAIL: &str = "archive-tail";
 
 /// Beneath a directory fd, never through a symlink or a mount point.
 const BENEATH: ResolveFlags =

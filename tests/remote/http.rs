@@ -44,6 +44,37 @@ fn tree_served_from_http_is_exact_and_populate_takes_one_request() {
     assert_eq!(status["remote_requests"], st["remote_requests"], "{status}");
 }
 
+#[test]
+fn serve_reads_the_index_populate_kept_and_fetches_only_data() {
+    let s = scratch_dir("remote-kept-tail");
+    let src = s.join("src");
+    fs::create_dir(&src).unwrap();
+    every_type_tree(&src, false);
+    let archive = s.join("a.tar.zst");
+    pack(&src, &archive, "64K");
+    let (url, _) = publish(&archive, "kept-tail");
+    let dir = s.join("lazy");
+    thaw([OsStr::new("populate"), OsStr::new(&url), dir.as_os_str()]).ok();
+    let kept = s.join(".lazy.thaw/archive-tail");
+    let size = fs::metadata(&archive).unwrap().len();
+    assert!(fs::read(&kept).unwrap()[..] == fs::read(&archive).unwrap()[(size - fs::metadata(&kept).unwrap().len()) as usize..]);
+    // Serving and stopping without a read: one request of one byte (the version check).
+    let served = Served::start(Path::new(&url), &dir, &[]);
+    served.stop();
+    let st = stats(&dir);
+    assert_eq!((st["remote_requests"].as_u64(), st["remote_bytes"].as_u64()), (Some(1), Some(1)), "{st}");
+    // A damaged index in the kept tail: serve opens the archive afresh, and the tree is exact.
+    let info = thaw([OsStr::new("info"), OsStr::new("--json"), archive.as_os_str()]).ok();
+    let trailer = serde_json::from_slice::<serde_json::Value>(&info.stdout).unwrap()["index_and_seek_table_bytes"].as_u64().unwrap();
+    let mut bad = fs::read(&kept).unwrap();
+    let n = bad.len();
+    bad[n - trailer as usize / 2] ^= 0x55;
+    fs::write(&kept, &bad).unwrap();
+    let served = Served::start(Path::new(&url), &dir, &[]);
+    assert_same_tree(&src, &dir, Compare::ALL);
+    served.stop();
+}
+
 /// A source tree of `n` files of `size` bytes, packed with 1 MiB frames.
 fn many_files(s: &Path, n: usize, size: usize) -> (std::path::PathBuf, std::path::PathBuf) {
     let src = s.join("src");
