@@ -251,9 +251,11 @@ for wl in "${ALL_WORKLOADS[@]}" "${ONLY_WORKLOADS[@]}"; do
     source "$BENCH/workloads/$wl.sh"
 done
 for wl in "${SELECTED[@]}"; do
+    empty_trash
     log "=== workload $wl ==="
     "wl_$wl"
 done
+rm -rf -- "$WORK/trash"
 
 log "report and plots"
 step plot "$PY" "$BENCH/plot.py" "$RESULTS"

@@ -75,7 +75,7 @@ wl_archive() {
     compare $wl extract_wall thaw "tar -I zstd -xf" "<=" 0.6 "full extraction, cold cache, $NPROC cores"
     record $wl extract_disk "tar -I zstd -xf" 1 "$(tree_disk "$W/x-base.box/tree")" B
     record $wl extract_disk thaw 1 "$(tree_disk "$W/x-thaw.box/tree")" B
-    rm -rf "$W/x-base.box" "$W/x-thaw.box"
+    trash_box "$W/x-base.box" "$W/x-thaw.box"
 
     cat_one "$W/thaw.tar.zst" "$KSRC" virt/kvm/Kconfig kernel
     compare $wl cat_cold_kernel thaw - "<" 0.005 "thaw cat of one small file, kernel archive evicted from the page cache before each run"

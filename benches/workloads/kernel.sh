@@ -97,5 +97,5 @@ wl_kernel() {
     compare $wl total_wall thaw "full extraction" "<=" 0.97 "issue #10 goal: ready + build, thaw wins end to end"
     compare $wl daemon_us_per_event thaw - info 0 "daemon time per event (event_time_us / events, from stats.json)"
     compare $wl daemon_bytes_decoded thaw - info 0 "bytes decoded by the daemon (decode amplification = this / bytes written)"
-    rm -rf "$W/base.box" "$W/thaw.box"
+    trash_box "$W/base.box" "$W/thaw.box"
 }

@@ -40,7 +40,7 @@ profile_inputs() {
     record profile profile_bytes thaw 1 "$(stat -c %s "$PROF")" B
     timed profile-pack-ordered "$THAW" pack "$KSRC" -o "$PORDERED" --order "$PROF" --profile-out "$PORDERED_PROF"
     record profile pack_ordered_wall thaw 1 "$T_WALL" s
-    rm -rf "$PW/record.box"
+    trash_box "$PW/record.box"
     echo "$stamp" >"$PW/.stamp"
 }
 
@@ -100,7 +100,7 @@ profile_builds() {
                 die "profile: the $v build differs from the extracted tree's (rep $rep)"
         done
     done
-    rm -rf "$PW"/{base,thaw,prefetch,ordered,recipe}.box
+    trash_box "$PW"/{base,thaw,prefetch,ordered,recipe}.box
     compare profile build_wall prefetch base "<=" 1.00 "issue #12 goal: --prefetch build wall vs full extraction"
     compare profile build_wall recipe base "<=" 1.00 "issue #12 goal, the README's CI recipe: archive packed with --order, --prefetch of its --profile-out"
     compare profile total_wall prefetch base "info" 0 "ready + build"
@@ -130,7 +130,7 @@ profile_dehydrate() {
         grep -q '^dehydrated' "$LOGS/profile-dh-dehydrate-$rep.log" || die "profile: dehydrate said nothing"
     done
     thaw_verify_dir profile-dehydrate "$dir"
-    rm -rf "$PW/dehydrate.box"
+    trash_box "$PW/dehydrate.box"
     compare profile du_dehydrated_over_fresh thaw - "<=" 1.05 "issue #12 goal: du after dehydrate within 5 % of a fresh populate"
 }
 
@@ -199,7 +199,7 @@ profile_budget() {
     done
     record $wl ds_budget budget 1 "$budget" B
     record $wl ds_bytes_read budget 1 "$PDS_BYTES" B
-    rm -rf "$PW"/{nobudget,budget}.box
+    trash_box "$PW"/{nobudget,budget}.box
     compare profile ds_disk_peak_over_budget budget - "<=" 1.05 "issue #12 goal: disk <= 1.05x the budget while reading 10x it"
     compare profile ds_wall budget nobudget "info" 0 "the budget's cost in wall time"
 }
