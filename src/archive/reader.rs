@@ -571,19 +571,69 @@ impl Archive {
             return;
         }
         let Ok(e) = self.data_entry(entry) else { return };
-        let early = self.piece_size().is_some() && e.piece_xxh3.is_empty() && e.data_xxh3.is_some();
-        let mut run: Option<std::ops::Range<u64>> = None;
-        for i in self.frames_for(&e, offset, len) {
-            let f = self.table.frame(i);
-            let start = self.table.compressed_offset(i);
-            let mut need = u64::from(f.compressed);
-            if early {
-                let upto = (e.data_offset + e.size).saturating_sub(self.table.stream_offset(i));
-                if upto < u64::from(f.decompressed) {
-                    let est = super::partial::read_size(0, upto as usize, f.decompressed as usize, f.compressed as usize);
-                    need = need.min(est as u64);
+        let needs: Vec<(usize, u64)> = self.frames_for(&e, offset, len).map(|i| (i, self.frame_need(&e, i))).collect();
+        self.hint_frames(&needs);
+    }
+
+    /// [`Archive::prefetch`] for many ranges at once (an access profile):
+    /// each frame is asked for once, as far as the furthest range in it
+    /// needs, frames in order of first need until `budget` compressed bytes
+    /// are asked for, then sent in archive order, adjacent ones merged into
+    /// one range (so a profile packed with `pack --order` comes in a few
+    /// large requests at the start, not one small one per file).
+    pub fn prefetch_many(&self, ranges: &[(Entry, u64, u64)], budget: u64) {
+        if self.source.version().is_none() {
+            return;
+        }
+        let mut order: Vec<usize> = Vec::new();
+        let mut need: HashMap<usize, u64> = HashMap::new();
+        for (entry, offset, len) in ranges {
+            let Ok(e) = self.data_entry(entry) else { continue };
+            for i in self.frames_for(&e, *offset, *len) {
+                let n = self.frame_need(&e, i);
+                match need.get_mut(&i) {
+                    Some(m) => *m = (*m).max(n),
+                    None => {
+                        need.insert(i, n);
+                        order.push(i);
+                    }
                 }
             }
+        }
+        let mut asked = 0;
+        let mut chosen: Vec<(usize, u64)> = Vec::new();
+        for i in order {
+            if asked >= budget {
+                break;
+            }
+            asked += need[&i];
+            chosen.push((i, need[&i]));
+        }
+        chosen.sort_unstable();
+        self.hint_frames(&chosen);
+    }
+
+    /// Compressed bytes of frame `i` that reading `e` needs: all of it, or,
+    /// when early stop serves `e` and it ends inside the frame, the prefix
+    /// a [`PartialFrame`] reads to decode up to its end.
+    fn frame_need(&self, e: &Entry, i: usize) -> u64 {
+        let f = self.table.frame(i);
+        let early = self.piece_size().is_some() && e.piece_xxh3.is_empty() && e.data_xxh3.is_some();
+        let upto = (e.data_offset + e.size).saturating_sub(self.table.stream_offset(i));
+        if early && upto < u64::from(f.decompressed) {
+            let est = super::partial::read_size(0, upto as usize, f.decompressed as usize, f.compressed as usize);
+            return u64::from(f.compressed).min(est as u64);
+        }
+        u64::from(f.compressed)
+    }
+
+    /// Asks the source for `(frame, bytes from its start)` (in frame order)
+    /// not decoded yet: one range per run of frames where each but the last
+    /// is asked for whole.
+    fn hint_frames(&self, needs: &[(usize, u64)]) {
+        let mut run: Option<std::ops::Range<u64>> = None;
+        for &(i, need) in needs {
+            let start = self.table.compressed_offset(i);
             let r = start..start + need;
             match (&mut run, self.cache.has(i) || self.partial_has(i)) {
                 (Some(cur), false) if cur.end == r.start => cur.end = r.end,

@@ -20,6 +20,11 @@ use std::time::Duration;
 /// Version of the profile format (`formats/profile.md`).
 pub const PROFILE_VERSION: u32 = 1;
 
+/// Compressed bytes of a remote archive's frames a prefetch asks for up
+/// front (half the remote source's 64 MiB range cache, so they stay there
+/// until used); the rest is asked for file by file as the prefetch goes.
+const PREFETCH_HINT: u64 = 32 << 20;
+
 /// The first line of a profile.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Header {
@@ -242,15 +247,22 @@ impl Prefetch {
         let stats = Arc::new(PrefetchStats::default());
         let index = host.hydrator().archive().index().ok();
         let mut items = Vec::new();
+        let mut hints = Vec::new();
         for r in &profile.ranges {
             let path = r.path_bytes();
             match index.and_then(|i| i.lookup(&path).map(|e| (i, e))).map(|(i, e)| (i, i.data_entry(e))) {
-                Some((_, d)) if matches!(d.kind, EntryKind::File) => items.push((path, r.offset, r.offset + r.len)),
+                Some((_, d)) if matches!(d.kind, EntryKind::File) => {
+                    hints.push((d.clone(), r.offset, r.len));
+                    items.push((path, r.offset, r.offset + r.len));
+                }
                 _ => {
                     stats.ranges_skipped.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
+        // A remote archive: ask for the profile's first PREFETCH_HINT bytes
+        // of frames now, in a few large requests, rather than file by file.
+        host.hydrator().archive().prefetch_many(&hints, PREFETCH_HINT);
         let items = Arc::new(items);
         let next = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));

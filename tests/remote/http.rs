@@ -172,6 +172,47 @@ fn a_small_file_fetches_its_run_only_up_to_its_end() {
     assert!(st["remote_bytes"].as_u64().unwrap() <= data_bytes + tail, "{st}");
 }
 
+#[test]
+fn a_profile_prefetch_asks_for_its_frames_in_a_few_requests() {
+    // 60 files over several 256 KiB runs, the profile naming all of them in
+    // archive order (as `pack --order` lays them out).
+    let s = scratch_dir("remote-profile");
+    let src = s.join("src");
+    fs::create_dir(&src).unwrap();
+    for i in 0..60u64 {
+        fs::write(src.join(format!("f{i:02}")), data(900 + i, 20_000)).unwrap();
+    }
+    let archive = s.join("a.tar.zst");
+    let arg = |v: &str| OsStr::new(v).to_os_string();
+    thaw([arg("pack"), src.clone().into(), arg("-o"), archive.clone().into(), arg("--frame-size"), arg("256K")]).ok();
+    let info = thaw([OsStr::new("info"), OsStr::new("--json"), archive.as_os_str()]).ok();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert!(info["frames"].as_u64().unwrap() >= 5, "{info}");
+    let prof = s.join("job.profile");
+    let mut enc = zstd::stream::write::Encoder::new(fs::File::create(&prof).unwrap(), 3).unwrap();
+    use std::io::Write;
+    writeln!(enc, "{}", serde_json::json!({"thaw_profile": 1, "archive_id": info["id"]})).unwrap();
+    for i in 0..60u64 {
+        writeln!(enc, "{}", serde_json::json!({"path": format!("f{i:02}"), "entry": i, "offset": 0, "len": 20_000})).unwrap();
+    }
+    enc.finish().unwrap();
+    let (url, _) = publish(&archive, "profile");
+    let dir = s.join("lazy");
+    thaw([OsStr::new("populate"), OsStr::new(&url), dir.as_os_str()]).ok();
+    let served = Served::start(Path::new(&url), &dir, &[OsStr::new("--prefetch").to_str().unwrap(), prof.to_str().unwrap()]);
+    crate::served::wait_for("the prefetch", || stats(&dir)["prefetch_ranges_done"] == 60);
+    served.stop();
+    let st = stats(&dir);
+    // The opening request, then the profile's frames: adjacent ones merged.
+    let requests = st["remote_requests"].as_u64().unwrap();
+    assert!(requests <= 3, "a prefetch of 60 files in {} frames took {requests} requests: {st}", info["frames"]);
+    assert!(st["remote_bytes"].as_u64().unwrap() <= fs::metadata(&archive).unwrap().len(), "{st}");
+    for i in [0u64, 31, 59] {
+        let rel = format!("f{i:02}");
+        assert!(fs::read(s.join(".lazy.thaw/tree").join(&rel)).unwrap() == fs::read(src.join(&rel)).unwrap(), "{rel}");
+    }
+}
+
 /// The bytes a running daemon has fetched so far (its `status --json`).
 fn stats_now(served: &Served) -> u64 {
     let out = thaw([OsStr::new("status"), served.dir.as_os_str(), OsStr::new("--json")]).ok();
