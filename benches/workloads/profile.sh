@@ -59,20 +59,17 @@ profile_build() {
         ready=$T_WALL
         timed "profile-build-$v-$rep" bash -c "$(kernel_build_cmd "$dir" "$result" "$tf")"
         ;;
-    thaw | prefetch)
-        timed "profile-ready-$v-$rep" "$THAW" populate "$KARCHIVE" "$dir"
-        ready=$T_WALL
-        local extra=()
+    *)
+        # thaw and prefetch serve the archive the profile was recorded on;
+        # ordered and recipe the one packed in its order (recipe prefetches
+        # the profile `pack --profile-out` wrote for it).
+        local archive=$KARCHIVE extra=()
+        [[ $v == ordered || $v == recipe ]] && archive=$PORDERED
         [[ $v == prefetch ]] && extra=(--prefetch "$PROF")
-        timed "profile-build-$v-$rep" "$THAW" run "${extra[@]}" "$KARCHIVE" "$dir" -- \
-            bash -c "$(kernel_build_cmd "$dir" "$result" "$tf")"
-        ;;
-    ordered | recipe)
-        timed "profile-ready-$v-$rep" "$THAW" populate "$PORDERED" "$dir"
-        ready=$T_WALL
-        local extra=()
         [[ $v == recipe ]] && extra=(--prefetch "$PORDERED_PROF")
-        timed "profile-build-$v-$rep" "$THAW" run "${extra[@]}" "$PORDERED" "$dir" -- \
+        timed "profile-ready-$v-$rep" "$THAW" populate "$archive" "$dir"
+        ready=$T_WALL
+        timed "profile-build-$v-$rep" "$THAW" run "${extra[@]}" "$archive" "$dir" -- \
             bash -c "$(kernel_build_cmd "$dir" "$result" "$tf")"
         ;;
     esac

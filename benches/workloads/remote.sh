@@ -163,6 +163,16 @@ remote_recipe() {
     record "$wl" profile_bytes recipe 1 "$(stat -c %s "$RPROFILE")" B
 }
 
+# remote_compare WL GOAL WHAT: the goal (total <= GOAL x the baseline) on
+# the recipe side, and the no-profile side and bytes for reference.
+remote_compare() {
+    local wl=$1 goal=$2 what=$3
+    compare "$wl" total recipe "download + extract" "<=" "$goal" "issue #11 goal: $what, README's CI recipe (--prefetch, pack --order)"
+    compare "$wl" total thaw "download + extract" info 0 "$what, no profile"
+    compare "$wl" bytes_received recipe "download + extract" info 0 "bytes over the network (recipe)"
+    compare "$wl" bytes_received thaw "download + extract" info 0 "bytes over the network (no profile)"
+}
+
 remote_ci() {
     ci_inputs
     remote_recipe remote-ci "$CI_ARCHIVE" ci_build_cmd
@@ -180,10 +190,7 @@ remote_ci() {
             ci_check_noop "$LOGS/remote-ci-$v-$rep.cargo.log" "remote ci ($v, rep $rep)"
         done
     done
-    compare remote-ci total recipe "download + extract" "<=" 0.10 "issue #11 goal: restore + no-op build, README's CI recipe (--prefetch, pack --order)"
-    compare remote-ci total thaw "download + extract" info 0 "restore + no-op build, no profile"
-    compare remote-ci bytes_received recipe "download + extract" info 0 "bytes over the network (recipe)"
-    compare remote-ci bytes_received thaw "download + extract" info 0 "bytes over the network (no profile)"
+    remote_compare remote-ci 0.10 "restore + no-op build"
     rm -rf "$(dirname "$CI_PROJ")"
 }
 
@@ -211,10 +218,7 @@ remote_kernel() {
                 die "remote kernel: the build under thaw ($v) differs (see $LOGS/remote-kernel-result-$v-$rep.diff)"
         done
     done
-    compare remote-kernel total recipe "download + extract" "<=" 0.80 "issue #11 goal: ready + build, README's CI recipe (--prefetch, pack --order)"
-    compare remote-kernel total thaw "download + extract" info 0 "ready + build, no profile"
-    compare remote-kernel bytes_received recipe "download + extract" info 0 "bytes over the network (recipe)"
-    compare remote-kernel bytes_received thaw "download + extract" info 0 "bytes over the network (no profile)"
+    remote_compare remote-kernel 0.80 "ready + build"
     rm -rf "$W"
 }
 

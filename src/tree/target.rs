@@ -212,18 +212,7 @@ impl TargetDir {
                 continue;
             }
             let at = dir.as_ref().map_or(self.root.as_fd(), |d| d.as_fd());
-            match rfs::mkdirat(at, os(name), Mode::from_bits_truncate(0o755)) {
-                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                Err(e) => return Err(Error::at(prefix, e)),
-            }
-            let flags = OFlags::DIRECTORY | OFlags::PATH | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-            let fd = rfs::openat2(at, os(name), flags, Mode::empty(), BENEATH).map_err(|e| match e {
-                rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
-                    Error::Refused { path: String::from_utf8_lossy(prefix).into(), why: "exists and is not a directory".into() }
-                }
-                e => Error::at(prefix, e),
-            })?;
-            dir = Some(fd);
+            dir = Some(mkdir_open(at, name, prefix)?);
         }
         Ok(())
     }
@@ -238,17 +227,7 @@ impl TargetDir {
             return self.mkdir_all(rel);
         }
         let pfd = self.parent(rel)?;
-        match rfs::mkdirat(&*pfd, os(name), Mode::from_bits_truncate(0o755)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => return Err(Error::at(rel, e)),
-        }
-        let flags = OFlags::DIRECTORY | OFlags::PATH | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-        let fd = rfs::openat2(&*pfd, os(name), flags, Mode::empty(), BENEATH).map_err(|e| match e {
-            rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
-                Error::Refused { path: String::from_utf8_lossy(rel).into(), why: "exists and is not a directory".into() }
-            }
-            e => Error::at(rel, e),
-        })?;
+        let fd = mkdir_open(pfd.as_fd(), name, rel)?;
         self.keep(rel, Arc::new(fd));
         Ok(())
     }
@@ -362,6 +341,22 @@ impl TargetDir {
         }
         rfs::utimensat(&*pfd, os(name), &entry_times(e), AtFlags::SYMLINK_NOFOLLOW).map_err(at)
     }
+}
+
+/// Makes directory `name` in `at` (an existing one is kept) and opens it
+/// (O_PATH, never through a symlink); `shown` names it in errors.
+fn mkdir_open(at: BorrowedFd<'_>, name: &[u8], shown: &[u8]) -> Result<OwnedFd, Error> {
+    match rfs::mkdirat(at, os(name), Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(Error::at(shown, e)),
+    }
+    let flags = OFlags::DIRECTORY | OFlags::PATH | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    rfs::openat2(at, os(name), flags, Mode::empty(), BENEATH).map_err(|e| match e {
+        rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
+            Error::Refused { path: String::from_utf8_lossy(shown).into(), why: "exists and is not a directory".into() }
+        }
+        e => Error::at(shown, e),
+    })
 }
 
 /// True for the xattr names thaw keeps its stub markers under.
