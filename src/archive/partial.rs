@@ -12,6 +12,7 @@
 //! through a checksum of its own (the format's per-entry and per-piece
 //! XXH3). Reaching the end checks zstd's checksum and the content size.
 
+use crate::sys::mem::FrameBuf;
 use zstd::zstd_safe::{self, DCtx, DParameter, InBuffer, OutBuffer};
 
 /// Compressed bytes handed to the decoder per step: about 128 KiB of output
@@ -60,7 +61,7 @@ pub struct PartialFrame {
     in_pos: usize,
     /// Capacity = the content size, never reallocated (zstd writes into it
     /// directly: `ZSTD_d_stableOutBuffer`); length = bytes decoded so far.
-    out: Vec<u8>,
+    out: FrameBuf,
     size: usize,
     done: bool,
     spent: bool,
@@ -82,7 +83,7 @@ impl PartialFrame {
     pub fn new(total: usize, size: usize) -> Result<PartialFrame, PartialError> {
         let mut dctx = DCtx::create();
         dctx.set_parameter(DParameter::StableOutBuffer(true)).map_err(zstd_err)?;
-        let out = Vec::with_capacity(size);
+        let out = FrameBuf::with_capacity(size);
         Ok(PartialFrame { dctx, input: Vec::new(), total, in_pos: 0, out, size, done: false, spent: false })
     }
 
@@ -125,9 +126,9 @@ impl PartialFrame {
     /// Hands over the decoded bytes of a complete frame (for a whole-frame
     /// cache); the frame is then spent: [`PartialFrame::is_spent`] is true
     /// and it decodes nothing more.
-    pub fn take_decoded(&mut self) -> Vec<u8> {
+    pub fn take_decoded(&mut self) -> FrameBuf {
         self.spent = true;
-        std::mem::take(&mut self.out)
+        std::mem::replace(&mut self.out, FrameBuf::with_capacity(0))
     }
 
     /// True once [`PartialFrame::take_decoded`] took the bytes.

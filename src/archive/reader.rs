@@ -9,6 +9,7 @@ use super::index_v2;
 use super::partial::PartialFrame;
 use super::seek_table::{frame_checksum, u32_at, SeekTable, FOOTER_LEN};
 use super::{Error, MAX_FRAME_SIZE};
+use crate::sys::mem::FrameBuf;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
@@ -159,7 +160,7 @@ pub struct Archive {
     catalog: Catalog,
     id: [u8; 16],
     version: u32,
-    cache: Cache<Vec<u8>>,
+    cache: Cache<FrameBuf>,
     /// Frames decoded only as far as a small file needed (format 2).
     partial: Mutex<Partials>,
     /// Bytes of the index frame + seek table (for `info`).
@@ -183,7 +184,7 @@ const MIN_PARTIAL: usize = 8;
 /// Verified bytes of one chunk of a file (see [`Archive::chunk`]): a range
 /// of a cached frame.
 pub struct ChunkBytes {
-    frame: Arc<Vec<u8>>,
+    frame: Arc<FrameBuf>,
     range: std::ops::Range<usize>,
 }
 
@@ -500,7 +501,7 @@ impl Archive {
             self.cache.compressed_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
             self.source.read_exact_at(buf, base + at as u64).map_err(|e| e.to_string())
         };
-        let advanced = f.advance(range.end, &mut read).map(|b| b[range.clone()].to_vec());
+        let advanced = f.advance(range.end, &mut read).map(|b| FrameBuf::copy_of(&b[range.clone()]));
         self.cache.decoded_bytes.fetch_add((f.decoded().len() - before) as u64, Ordering::Relaxed);
         let bytes = match advanced {
             Ok(b) => b,
@@ -706,7 +707,7 @@ impl Archive {
     }
 
     /// Frame `i`, decoded through the cache (single flight).
-    pub fn frame(&self, i: usize) -> Result<Arc<Vec<u8>>, Error> {
+    pub fn frame(&self, i: usize) -> Result<Arc<FrameBuf>, Error> {
         self.cache.get(i, || {
             let out = self.decode_frame(i)?;
             self.cache.compressed_bytes.fetch_add(u64::from(self.table.frame(i).compressed), Ordering::Relaxed);
@@ -725,7 +726,7 @@ impl Archive {
     }
 
     /// Decodes frame `i` from the source, bypassing the cache, checking sizes and checksums.
-    pub fn decode_frame(&self, i: usize) -> Result<Vec<u8>, Error> {
+    pub fn decode_frame(&self, i: usize) -> Result<FrameBuf, Error> {
         let f = self.table.frame(i);
         let src = self.read_frame(i)?;
         let bad = |why: String| Error::Frame { frame: i, why };
@@ -734,7 +735,9 @@ impl Archive {
             if d.is_none() {
                 *d = Some(zstd::bulk::Decompressor::new().map_err(|e| bad(format!("zstd: {e}")))?);
             }
-            d.as_mut().unwrap().decompress(&src, f.decompressed as usize).map_err(|e| bad(format!("zstd: {e}")))
+            let mut out = FrameBuf::with_capacity(f.decompressed as usize);
+            d.as_mut().unwrap().decompress_to_buffer(&src, &mut out).map_err(|e| bad(format!("zstd: {e}")))?;
+            Ok(out)
         })?;
         if out.len() != f.decompressed as usize {
             return Err(bad(format!("decompressed to {} bytes, seek table says {}", out.len(), f.decompressed)));
@@ -753,7 +756,7 @@ impl Archive {
 }
 
 /// Checks a whole small file's bytes `frame[range]` against its XXH3.
-fn check_chunk(d: &Entry, i: usize, frame: Arc<Vec<u8>>, range: std::ops::Range<usize>, want: u64) -> Result<ChunkBytes, Error> {
+fn check_chunk(d: &Entry, i: usize, frame: Arc<FrameBuf>, range: std::ops::Range<usize>, want: u64) -> Result<ChunkBytes, Error> {
     if xxh3_64(&frame[range.clone()]) != want {
         return Err(Error::BadEntry { path: d.path_lossy(), why: format!("data checksum mismatch (frame {i})") });
     }

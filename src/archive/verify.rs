@@ -6,6 +6,7 @@ use super::convert::MemberEntries;
 use super::index::{Entry, EntryKind};
 use super::members::resolve;
 use super::{Archive, Error};
+use crate::sys::mem::FrameBuf;
 use rayon::prelude::*;
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -25,7 +26,7 @@ pub struct VerifyReport {
 struct StreamReader<'a> {
     archive: &'a Archive,
     next: usize,
-    ready: VecDeque<Vec<u8>>,
+    ready: VecDeque<FrameBuf>,
     pos: usize,
     batch: usize,
     problems: Vec<String>,
@@ -51,7 +52,7 @@ impl Read for StreamReader<'_> {
                 return Ok(0);
             }
             let end = (self.next + self.batch).min(total);
-            let decoded: Vec<Result<Vec<u8>, Error>> = (self.next..end).into_par_iter().map(|i| self.archive.decode_frame(i)).collect();
+            let decoded: Vec<Result<FrameBuf, Error>> = (self.next..end).into_par_iter().map(|i| self.archive.decode_frame(i)).collect();
             for (i, d) in (self.next..end).zip(decoded) {
                 (self.progress)(1);
                 match d {
@@ -60,7 +61,7 @@ impl Read for StreamReader<'_> {
                         let why = super::error_chain(&e);
                         self.problems.push(if why.starts_with("frame ") { why } else { format!("frame {i}: {why}") });
                         // Keep offsets right for the tar walk: zeros in place of the frame.
-                        self.ready.push_back(vec![0; self.archive.seek_table().frame(i).decompressed as usize]);
+                        self.ready.push_back(FrameBuf::zeroed(self.archive.seek_table().frame(i).decompressed as usize));
                     }
                 }
             }

@@ -6,5 +6,6 @@
 
 pub mod fanotify;
 pub mod io;
+pub mod mem;
 pub mod process;
 pub mod xattr;
