@@ -183,19 +183,26 @@ impl<'a> Rules<'a> {
         Ok(Ok(Eligible { entry: entry_i, key: (st.st_dev, st.st_ino), allocated, marker, atime }))
     }
 
-    /// Makes sure the file carries a fresh marker (a complete file has none):
-    /// with its data still in place that is a consistent stub, so a crash
-    /// between this and the punch loses nothing.
-    /// The origin record goes after it (the marker says the same).
+    /// Makes sure the file carries a fresh marker (a complete file has none)
+    /// and no origin record: with its data still in place that is a
+    /// consistent stub, so a crash between this and the punch loses nothing.
+    ///
+    /// The origin record goes first: written beside it, the marker would not
+    /// fit in the inode, and ext4 would give it an xattr block of its own
+    /// (4 KiB per stub, kept after the origin goes). A crash between the two
+    /// leaves the file whole with neither record, which thaw treats as the
+    /// user's and never empties.
     pub fn restub(&self, file: &File, el: &Eligible) -> Result<(), Error> {
         let fd = file.as_fd();
         let at = |e| Error::io(super::hydrator::fd_path(fd), e);
         // Read again, not taken from `el`: a worker may have completed the
-        // file (origin written, marker removed) since it was checked.
-        if marker::read(fd).map_err(at)?.is_none() {
+        // file (marker removed, origin written) since it was checked.
+        let stub = marker::read(fd).map_err(at)?.is_some();
+        marker::remove_origin(fd).map_err(at)?;
+        if !stub {
             marker::write(fd, &Marker::new(self.id.clone(), el.entry, el.key.1)).map_err(at)?;
         }
-        marker::remove_origin(fd).map_err(at)
+        Ok(())
     }
 
     /// Empties the file: punches out every byte and puts the entry's mtime

@@ -337,3 +337,33 @@ fn dehydrate_of_a_tree_larger_than_the_fd_limit() {
     assert!(out.status.success() && err.contains("dehydrated 300 files"), "{err}");
     assert_eq!(s.status()["bytes_hydrated"], 0);
 }
+
+/// Bytes on disk of one file of the stage's tree.
+fn disk_of(s: &Setup, rel: &str) -> u64 {
+    let stage = s.dir.parent().unwrap().join(format!(".{}.thaw", s.dir.file_name().unwrap().to_string_lossy()));
+    fs::metadata(stage.join("tree").join(rel)).unwrap().blocks() * 512
+}
+
+/// A completed file's origin record and a dehydrated stub's marker live
+/// inside the inode. Written beside the other record, either would go to an
+/// xattr block of its own, 4 KiB per file that stays after the other goes
+/// (which is what every completed file cost before).
+#[test]
+fn completed_files_and_dehydrated_stubs_take_no_xattr_block() {
+    let s = Setup::new("dehyd-inode", "64K", tree);
+    assert_eq!(disk_of(&s, "d/small"), 0, "a fresh stub");
+    let served = s.serve(&[]);
+    read_all(&s, &["d/small", "root-file"]);
+    served.stop();
+    assert_eq!(s.status()["files_complete"], 2);
+    assert_eq!(disk_of(&s, "d/small"), 4096, "a complete 100-byte file: one data block, no xattr block");
+    assert_eq!(disk_of(&s, "root-file"), 200_000u64.next_multiple_of(4096), "a complete 200,000-byte file");
+    let out = thaw([OsStr::new("dehydrate"), s.dir.as_os_str()]).ok();
+    assert!(summary(&out).starts_with("dehydrated 2 files"), "{}", out.stderr);
+    assert_eq!(disk_of(&s, "d/small"), 0, "a dehydrated stub");
+    assert_eq!(disk_of(&s, "root-file"), 0, "a dehydrated stub");
+    let again = s.serve(&[]);
+    read_all(&s, &ALL);
+    again.stop();
+    verify_clean(&s);
+}
