@@ -103,6 +103,12 @@ install_deps() {
         step venv "$PY" -m venv --system-site-packages "$VENV"
         step pip-ratarmount "$VENV/bin/pip" install 'ratarmount[full]'
     fi
+    # ratarmount reads http:// URLs through fsspec (the remote workload),
+    # which its [full] extra does not always bring.
+    if ! "$VENV/bin/python" -c 'import fsspec, aiohttp' 2>/dev/null; then
+        log "pip install fsspec aiohttp (into $VENV, for ratarmount over http)"
+        step pip-fsspec "$VENV/bin/pip" install fsspec aiohttp
+    fi
 }
 
 check_tools() {
@@ -114,6 +120,9 @@ check_tools() {
     "$PY" -c 'import matplotlib, numpy' 2>/dev/null || die "$PY cannot import matplotlib and numpy (apt-get install python3-matplotlib)"
     if [[ " ${SELECTED[*]} " == *" dataset "* ]]; then
         "$VENV/bin/ratarmount" --version >/dev/null 2>&1 || die "ratarmount does not run from $VENV"
+    fi
+    if [[ " ${SELECTED[*]} " == *" remote "* ]]; then
+        "$VENV/bin/python" -c 'import fsspec, aiohttp' 2>/dev/null || die "ratarmount in $VENV cannot read http:// (pip install fsspec aiohttp)"
     fi
 }
 

@@ -234,7 +234,8 @@ struct ServeArgs {
     /// Threads answering events
     #[arg(long)]
     workers: Option<usize>,
-    /// Chunks hydrated ahead of a sequential reader (0 = off)
+    /// Chunks hydrated ahead of a sequential reader, and files ahead of one
+    /// that walks a directory in listing order (0 = neither)
     #[arg(long)]
     readahead: Option<usize>,
     /// Who gets a whole stub on open (hole-aware copiers read zeros otherwise):

@@ -31,3 +31,5 @@ mod safety;
 mod soak;
 #[path = "hydrate/stage_safety.rs"]
 mod stage_safety;
+#[path = "hydrate/walk.rs"]
+mod walk;

@@ -9,10 +9,11 @@ use super::budget::{Budget, Room};
 use super::control::{Reply, Request};
 use super::events::{Events, OpenPolicy, Pending, Routed, Work};
 use super::guard::MAX_EVENT_FD;
-use super::hydrator::{FileState, Hydrator};
+use super::hydrator::{FileState, Hydrator, Lookup};
 use super::marks::{mark_stubs, MarkScope, Marked, AUTO_STUB_LIMIT};
 use super::mount::{GuardOptions, ServedMount, Watched};
 use super::profile::{Prefetch, PrefetchHost, PrefetchStats, Profile, Recorder};
+use super::walk::{Walks, WINDOW_BYTES};
 use super::Error;
 use crate::archive::Archive;
 use crate::sys::fanotify::Fanotify;
@@ -30,7 +31,9 @@ use std::time::{Duration, Instant};
 pub struct ServeOptions {
     /// Worker threads answering events (they block on IO, so more than cores).
     pub workers: usize,
-    /// Chunks hydrated ahead of a sequential reader.
+    /// Chunks hydrated ahead of a sequential reader; 0 also turns off
+    /// hydrating files ahead of a reader that walks a directory (see
+    /// [`super::walk`]).
     pub readahead: usize,
     /// Who gets a whole stub on open.
     pub open_policy: OpenPolicy,
@@ -146,6 +149,9 @@ pub struct ServeStats {
     /// Events a worker had to fill data for before answering (they waited for a decode).
     #[serde(default)]
     pub events_waited: u64,
+    /// Files hydrated ahead of a reader walking their directory.
+    #[serde(default)]
+    pub files_walked_ahead: u64,
     /// Files the disk budget turned back into stubs.
     #[serde(default)]
     pub files_evicted: u64,
@@ -229,6 +235,10 @@ struct Ctx {
     waited: AtomicU64,
     /// The prefetch's counters once it runs.
     prefetch: OnceLock<Arc<PrefetchStats>>,
+    /// Readers walking directories.
+    walks: Walks,
+    /// Files hydrated ahead of them.
+    walked: AtomicU64,
 }
 
 impl Ctx {
@@ -240,11 +250,18 @@ impl Ctx {
                 None | Some(Routed::Answered(None)) => {}
                 Some(Routed::Answered(Some((st, k)))) => self.spawn_readahead(st, k, None),
                 Some(Routed::Work(p, work)) => {
-                    if matches!(work, Work::Ensure(..)) {
-                        self.waited.fetch_add(1, Ordering::Relaxed);
-                    }
+                    let ahead = match &work {
+                        Work::Ensure(st, ..) => {
+                            self.waited.fetch_add(1, Ordering::Relaxed);
+                            Some((p.pid(), st.clone()))
+                        }
+                        Work::Finish(_) => None,
+                    };
                     let c = self.clone();
                     self.workers.spawn(move || c.work(p, work));
+                    if let Some((pid, st)) = ahead {
+                        self.walk_ahead(pid, &st);
+                    }
                 }
             }
         }
@@ -319,6 +336,48 @@ impl Ctx {
         });
     }
 
+    /// Notes a reader's first access to a small stub and, when it walks the
+    /// stub's directory in listing order, hydrates the files after it in the
+    /// background (see [`super::walk`]).
+    fn walk_ahead(self: &Arc<Self>, pid: i32, st: &FileState) {
+        if st.chunks.len() > 1 || self.opts.readahead == 0 {
+            return;
+        }
+        let Ok(Some(e)) = self.hydrator.archive().entry(st.entry as u64) else { return };
+        let paths = self.walks.note(self.tree.as_fd(), pid, &e.path, st.key.1);
+        if paths.is_empty() {
+            return;
+        }
+        self.background.fetch_add(1, Ordering::SeqCst);
+        let ctx = self.clone();
+        self.workers.spawn(move || {
+            let mut bytes = 0;
+            for rel in paths {
+                if bytes >= WINDOW_BYTES {
+                    break;
+                }
+                // Through the unwatched tree, without a symlink, and only
+                // into a stub (marker and inode): see `walk`.
+                let Some(file) = ctx.open(&rel) else { continue };
+                let fd = file.as_fd();
+                let Ok(Lookup::Stub(st, _)) = ctx.hydrator.lookup(fd) else { continue };
+                let need = st.chunks.missing_bytes(st.chunks.wanted(0, st.chunks.file_len()));
+                bytes += need;
+                let _room = ctx.make_room(need);
+                match ctx.hydrator.ensure_background(&st, fd, 0, u64::MAX) {
+                    Ok(r) => {
+                        ctx.walked.fetch_add(1, Ordering::Relaxed);
+                        if r.complete {
+                            ctx.finish(&st, fd);
+                        }
+                    }
+                    Err(e) => tracing::debug!("hydrating ahead of a walk: {}", super::chain(&e)),
+                }
+            }
+            ctx.background.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
     fn stats(&self, started: Instant, serving: bool) -> ServeStats {
         let (s, c) = (&self.hydrator.stats, &self.events.counters);
         ServeStats {
@@ -346,6 +405,7 @@ impl Ctx {
             stubs_marked: self.watch.1,
             mark_ms: self.watch.2,
             events_waited: self.waited.load(Ordering::Relaxed),
+            files_walked_ahead: self.walked.load(Ordering::Relaxed),
             files_evicted: self.budget.as_ref().map_or(0, |b| b.files_evicted.load(Ordering::Relaxed)),
             budget_used: self.budget.as_ref().map_or(0, |b| b.used(&self.hydrator)),
             prefetch_ranges_done: self.prefetch.get().map_or(0, |p| p.ranges_done.load(Ordering::Relaxed)),
@@ -400,7 +460,8 @@ pub fn serve(
     let mut mount = ServedMount::attach(&fan, &stage, watch.0, opts.guard.as_ref())?;
     let events = Events::new(fan, watch.0, opts.open_policy.clone(), opts.verbose, opts.event_timeout);
     let (background, waited, prefetch) = (Default::default(), AtomicU64::new(0), OnceLock::new());
-    let ctx = Arc::new(Ctx { events, workers, hydrator, opts, background, tree, budget, waited, prefetch, watch });
+    let (walks, walked) = (Walks::default(), AtomicU64::new(0));
+    let ctx = Arc::new(Ctx { events, workers, hydrator, opts, background, tree, budget, waited, prefetch, watch, walks, walked });
     let extras = Extras::start(&ctx, dir, profile)?;
     save_stats(&stage, &ctx.stats(started, true));
     on_ready();

@@ -28,6 +28,7 @@ pub mod mount;
 pub mod profile;
 pub mod status;
 pub mod supervise;
+pub mod walk;
 
 pub use daemon::{serve, ServeOptions};
 pub use hydrator::Hydrator;
