@@ -26,6 +26,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+/// Jobs filling the files ahead of one reader that walks a directory.
+const WALK_JOBS: usize = 4;
+
 /// How `thaw serve` behaves.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -348,34 +351,42 @@ impl Ctx {
         if paths.is_empty() {
             return;
         }
-        self.background.fetch_add(1, Ordering::SeqCst);
-        let ctx = self.clone();
-        self.workers.spawn(move || {
-            let mut bytes = 0;
-            for rel in paths {
-                if bytes >= WINDOW_BYTES {
-                    break;
-                }
-                // Through the unwatched tree, without a symlink, and only
-                // into a stub (marker and inode): see `walk`.
-                let Some(file) = ctx.open(&rel) else { continue };
-                let fd = file.as_fd();
-                let Ok(Lookup::Stub(st, _)) = ctx.hydrator.lookup(fd) else { continue };
-                let need = st.chunks.missing_bytes(st.chunks.wanted(0, st.chunks.file_len()));
-                bytes += need;
-                let _room = ctx.make_room(need);
-                match ctx.hydrator.ensure_background(&st, fd, 0, u64::MAX) {
-                    Ok(r) => {
-                        ctx.walked.fetch_add(1, Ordering::Relaxed);
-                        if r.complete {
-                            ctx.finish(&st, fd);
-                        }
+        // Several jobs, each taking every `jobs`-th file: under inode marks,
+        // each open and write of theirs raises an event of the daemon's own
+        // that the event thread must answer first, and a single job spent
+        // more time waiting on those than the reader took to catch up.
+        let paths = Arc::new(paths);
+        let jobs = WALK_JOBS.min(paths.len());
+        for j in 0..jobs {
+            self.background.fetch_add(1, Ordering::SeqCst);
+            let (ctx, paths) = (self.clone(), paths.clone());
+            self.workers.spawn(move || {
+                let mut bytes = 0;
+                for rel in paths.iter().skip(j).step_by(jobs) {
+                    if bytes >= WINDOW_BYTES / jobs as u64 {
+                        break;
                     }
-                    Err(e) => tracing::debug!("hydrating ahead of a walk: {}", super::chain(&e)),
+                    // Through the unwatched tree, without a symlink, and only
+                    // into a stub (marker and inode): see `walk`.
+                    let Some(file) = ctx.open(rel) else { continue };
+                    let fd = file.as_fd();
+                    let Ok(Lookup::Stub(st, _)) = ctx.hydrator.lookup(fd) else { continue };
+                    let need = st.chunks.missing_bytes(st.chunks.wanted(0, st.chunks.file_len()));
+                    bytes += need;
+                    let _room = ctx.make_room(need);
+                    match ctx.hydrator.ensure_background(&st, fd, 0, u64::MAX) {
+                        Ok(r) => {
+                            ctx.walked.fetch_add(1, Ordering::Relaxed);
+                            if r.complete {
+                                ctx.finish(&st, fd);
+                            }
+                        }
+                        Err(e) => tracing::debug!("hydrating ahead of a walk: {}", super::chain(&e)),
+                    }
                 }
-            }
-            ctx.background.fetch_sub(1, Ordering::SeqCst);
-        });
+                ctx.background.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
     }
 
     fn stats(&self, started: Instant, serving: bool) -> ServeStats {
