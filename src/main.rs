@@ -234,10 +234,16 @@ struct ServeArgs {
     /// Threads answering events
     #[arg(long)]
     workers: Option<usize>,
-    /// Chunks hydrated ahead of a sequential reader, and files ahead of one
-    /// that walks a directory in listing order (0 = neither)
+    /// Chunks hydrated ahead of a sequential reader (0 = off)
     #[arg(long)]
     readahead: Option<usize>,
+    /// Hydrate the next small files of a directory ahead of a reader that
+    /// reads it in listing order (a first read of a whole tree: find | xargs
+    /// cat). Off by default: while thaw fills a file its mtime is briefly the
+    /// current time, and a walker that stats each file just before reading
+    /// it (cp -a, tar c, rsync) can meet a file being filled ahead of it
+    #[arg(long)]
+    walk_ahead: bool,
     /// Who gets a whole stub on open (hole-aware copiers read zeros otherwise):
     /// `copiers` (cp, tar, rsync, ... by process name), `all`, `none`, or a comma-separated list of names.
     /// Unless `none`, a stub of one chunk is filled whole on any open (its first read saves an event)
@@ -286,6 +292,7 @@ impl ServeArgs {
         if let Some(w) = self.workers {
             o.workers = w.max(1);
         }
+        o.walk_ahead = self.walk_ahead;
         if let Some(r) = self.readahead {
             o.readahead = r;
         }

@@ -57,7 +57,9 @@ wl_hotread() {
     step hot-tree-populate "$THAW" populate "$KARCHIVE" "$tree"
     out=$W/tree.tsv
     rm -f "$out"
-    step hot-tree-served "$THAW" run "$KARCHIVE" "$tree" -- \
+    # --walk-ahead: a first read of a whole tree is what it is for (off by
+    # default, see the README).
+    step hot-tree-served "$THAW" run "$KARCHIVE" "$tree" --walk-ahead -- \
         "$loop" "$out" tree $reps 1 thaw "$tree$sub" native "$KSRC$sub"
     step hot-tree-native "$loop" "$out" tree $reps 0 "native, no daemon" "$KSRC$sub"
     hot_record "$out" $wl tree "$kbytes"

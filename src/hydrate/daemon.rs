@@ -34,10 +34,10 @@ const WALK_JOBS: usize = 4;
 pub struct ServeOptions {
     /// Worker threads answering events (they block on IO, so more than cores).
     pub workers: usize,
-    /// Chunks hydrated ahead of a sequential reader; 0 also turns off
-    /// hydrating files ahead of a reader that walks a directory (see
-    /// [`super::walk`]).
+    /// Chunks hydrated ahead of a sequential reader.
     pub readahead: usize,
+    /// Hydrate files ahead of a reader that walks a directory (see [`super::walk`]).
+    pub walk_ahead: bool,
     /// Who gets a whole stub on open.
     pub open_policy: OpenPolicy,
     /// The guard process, if any (see [`super::guard`]).
@@ -77,6 +77,7 @@ impl Default for ServeOptions {
         ServeOptions {
             workers: (cores * 4).max(8),
             readahead: cores * 4,
+            walk_ahead: false,
             open_policy: OpenPolicy::default_copiers(),
             guard: None,
             cache_bytes: crate::archive::reader::DEFAULT_CACHE_BYTES,
@@ -343,7 +344,7 @@ impl Ctx {
     /// stub's directory in listing order, hydrates the files after it in the
     /// background (see [`super::walk`]).
     fn walk_ahead(self: &Arc<Self>, pid: i32, st: &FileState) {
-        if st.chunks.len() > 1 || self.opts.readahead == 0 {
+        if st.chunks.len() > 1 || !self.opts.walk_ahead {
             return;
         }
         let Ok(Some(e)) = self.hydrator.archive().entry(st.entry as u64) else { return };
@@ -371,6 +372,14 @@ impl Ctx {
                     let Some(file) = ctx.open(rel) else { continue };
                     let fd = file.as_fd();
                     let Ok(Lookup::Stub(st, _)) = ctx.hydrator.lookup(fd) else { continue };
+                    // One chunk only: a fill bumps the file's mtime until it
+                    // puts the entry's back, and a larger file's fill is
+                    // long enough for another process (`make`, a tree
+                    // compare) to stat it in between. A reader of a large
+                    // file gets it through its own events and readahead.
+                    if st.chunks.len() > 1 {
+                        continue;
+                    }
                     let need = st.chunks.missing_bytes(st.chunks.wanted(0, st.chunks.file_len()));
                     bytes += need;
                     let _room = ctx.make_room(need);

@@ -7,9 +7,16 @@
 //! has read [`RUN`] files of one directory in the order `readdir` lists
 //! them, the files after them in that order are hydrated in the background
 //! (at most [`WINDOW`] files and [`WINDOW_BYTES`] bytes ahead), and the
-//! reader finds them complete: no event at all. A build does not read
-//! headers in listing order, so it never triggers this (the order is
-//! `readdir`'s hash order on ext4, not the archive's path order).
+//! reader finds them complete: no event at all. Only files of one chunk are
+//! filled ahead: a fill shows the current time as the file's mtime until it
+//! puts the entry's back, which for one chunk is one write long. A build
+//! does not read headers in listing order, so it never triggers this (the
+//! order is `readdir`'s hash order on ext4, not the archive's path order).
+//!
+//! Off unless `serve`/`run --walk-ahead`: in that one write's time, a
+//! walker that stats each file just before reading it (`cp -a`, `tar c`,
+//! `rsync`) can meet the file being filled and record the current time
+//! (seen in 1 of 10 runs of a test that compares a tree while reading it).
 //!
 //! The listing is read from the stage's tree through `openat2` with
 //! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, and only names `readdir` says are

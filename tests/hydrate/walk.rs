@@ -31,7 +31,7 @@ fn verify_clean(s: &Setup) {
 fn a_reader_walking_the_tree_finds_files_hydrated_ahead_and_planted_ones_untouched() {
     let s = Setup::new("walk", "64K", tree);
     let passwd = sha256(&fs::read("/etc/passwd").unwrap());
-    let served = s.serve(&[]);
+    let served = s.serve(&["--walk-ahead"]);
     // Planted in a directory that gets walked, while served: a user's file
     // and a symlink to a file root can write.
     fs::write(s.dir.join("b/zz-user"), b"mine").unwrap();
@@ -60,7 +60,7 @@ fn a_reader_walking_the_tree_finds_files_hydrated_ahead_and_planted_ones_untouch
 #[test]
 fn files_read_out_of_listing_order_are_never_hydrated_ahead() {
     let s = Setup::new("walk-no", "64K", tree);
-    let served = s.serve(&[]);
+    let served = s.serve(&["--walk-ahead"]);
     // Twenty files of c, in reverse listing order (`ls -f` lists in readdir
     // order), then ten of a with a jump after each.
     sh(&format!("cd {}/c && ls -f | grep '^f' | tac | head -20 | xargs cat > /dev/null", q(&s.dir)));
