@@ -257,7 +257,7 @@ impl Ctx {
                     let ahead = match &work {
                         Work::Ensure(st, ..) => {
                             self.waited.fetch_add(1, Ordering::Relaxed);
-                            Some((p.pid(), st.clone()))
+                            self.opts.walk_ahead.then(|| (p.pid(), st.clone()))
                         }
                         Work::Finish(_) => None,
                     };
@@ -344,7 +344,7 @@ impl Ctx {
     /// stub's directory in listing order, hydrates the files after it in the
     /// background (see [`super::walk`]).
     fn walk_ahead(self: &Arc<Self>, pid: i32, st: &FileState) {
-        if st.chunks.len() > 1 || !self.opts.walk_ahead {
+        if st.chunks.len() > 1 {
             return;
         }
         let Ok(Some(e)) = self.hydrator.archive().entry(st.entry as u64) else { return };

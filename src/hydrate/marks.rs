@@ -158,7 +158,8 @@ impl Walk<'_> {
 /// [`crate::tree::marker::MARKER_XATTR`] as a C string.
 const MARKER: &CStr = c"trusted.thaw";
 
-fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
+/// `rel/name` (just `name` at the top of the tree).
+pub(super) fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
     let mut r = Vec::with_capacity(rel.len() + 1 + name.len());
     r.extend_from_slice(rel);
     if !r.is_empty() {

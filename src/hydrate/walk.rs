@@ -32,6 +32,8 @@ use std::sync::{Arc, Mutex};
 
 use rustix::fs::{self as rfs, FileType, Mode, OFlags, ResolveFlags};
 
+use super::marks::join;
+
 /// Files of a directory read in listing order, in a row, that make a walk.
 const RUN: u32 = 3;
 /// How far a reader may skip ahead in the listing and still be walking it
@@ -46,14 +48,21 @@ const MAX_LISTING: usize = 20_000;
 /// Readers and listings remembered; beyond that, all are forgotten.
 const KEEP: usize = 64;
 
-/// The regular files of one directory, in `readdir` order: (inode, name).
+/// The regular files of one directory, in `readdir` order: (inode, name),
+/// and each inode's place in that order (looked up on the event thread).
 struct Listing {
     files: Vec<(u64, Vec<u8>)>,
+    at: HashMap<u64, usize>,
 }
 
 impl Listing {
+    fn new(files: Vec<(u64, Vec<u8>)>) -> Listing {
+        let at = files.iter().enumerate().map(|(i, &(ino, _))| (ino, i)).collect();
+        Listing { files, at }
+    }
+
     fn position(&self, ino: u64) -> Option<usize> {
-        self.files.iter().position(|&(i, _)| i == ino)
+        self.at.get(&ino).copied()
     }
 }
 
@@ -156,22 +165,12 @@ fn read_listing(tree: BorrowedFd<'_>, dir: &[u8]) -> Option<Listing> {
             files.push((ent.ino(), ent.file_name().to_bytes().to_vec()));
         }
     }
-    Some(Listing { files })
+    Some(Listing::new(files))
 }
 
 /// The directory part of a tree path ("" at the top).
 fn parent(rel: &[u8]) -> &[u8] {
     rel.iter().rposition(|&b| b == b'/').map_or(&[][..], |i| &rel[..i])
-}
-
-fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut r = Vec::with_capacity(dir.len() + 1 + name.len());
-    r.extend_from_slice(dir);
-    if !r.is_empty() {
-        r.push(b'/');
-    }
-    r.extend_from_slice(name);
-    r
 }
 
 #[cfg(test)]
