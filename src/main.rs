@@ -153,6 +153,8 @@ enum Cmd {
     Populate {
         archive: PathBuf,
         dir: PathBuf,
+        /// Threads creating stubs (default: 4 per core: creating inodes waits
+        /// on the disk for inode tables and bitmaps)
         #[arg(long)]
         threads: Option<usize>,
     },
@@ -350,6 +352,12 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(n * mul))
 }
 
+/// `populate` threads per core by default. Creating a stub mostly waits for
+/// ext4 to read inode table and bitmap blocks: measured on a kernel tree
+/// (78,549 stubs, 2 cores, cold cache), 2 threads took 1.14-1.21 s, 8 took
+/// 0.97-1.08 s and 16 took 0.99-1.03 s.
+const POPULATE_THREADS_PER_CORE: usize = 4;
+
 fn threads(n: Option<usize>) -> usize {
     n.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
 }
@@ -545,7 +553,9 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Info { archive, json } => info(&archive, json),
         Cmd::Verify { target } if target.is_dir() => verify_tree(&target),
         Cmd::Verify { target } => verify_archive(&target),
-        Cmd::Populate { archive, dir, threads } => populate(&archive, &dir, threads),
+        Cmd::Populate { archive, dir, threads: t } => {
+            populate(&archive, &dir, Some(t.unwrap_or(POPULATE_THREADS_PER_CORE * threads(None))))
+        }
         Cmd::Serve { archive, dir, opts } => {
             let a = Arc::new(open_for_dir(&archive, &dir)?);
             let stop = Arc::new(AtomicBool::new(false));

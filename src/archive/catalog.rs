@@ -8,6 +8,7 @@ use super::index::{Entry, Index};
 use super::index_v2::{self, BlockContext, DirRecord, Header};
 use super::reader::{Cache, Source};
 use super::Error;
+use rayon::prelude::*;
 use std::sync::{Arc, OnceLock};
 
 /// Decoded blocks kept by a format 2 catalog (about 50 kernel-tree blocks).
@@ -119,11 +120,13 @@ impl V2Catalog {
         if let Some(i) = self.full.get() {
             return Ok(i);
         }
-        let mut all = Vec::with_capacity(self.header.entry_count.min(1 << 24) as usize);
-        self.for_each(source, &mut |_, e| {
-            all.push(e.clone());
-            Ok(())
-        })?;
+        // Blocks decode independently: in parallel (a kernel tree's 400
+        // took 40 ms in one thread), then moved into one list in order.
+        let blocks: Vec<Vec<Entry>> = (0..self.dir.len()).into_par_iter().map(|b| self.load(source, b)).collect::<Result<_, _>>()?;
+        let mut all = Vec::with_capacity(blocks.iter().map(Vec::len).sum());
+        for b in blocks {
+            all.extend(b);
+        }
         let index = Index::new_sorted(all, self.header.stream_len)?;
         Ok(self.full.get_or_init(|| index))
     }

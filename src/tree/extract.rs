@@ -35,9 +35,7 @@ pub fn extract(archive: &Archive, dir: &Path, threads: usize, progress: &(dyn Fn
     let entries = archive.entries()?;
     let mut summary = ExtractSummary { entries: entries.len(), ..Default::default() };
 
-    for e in entries.iter().filter(|e| e.kind == EntryKind::Dir) {
-        target.mkdir(&e.path)?;
-    }
+    pool.install(|| make_dirs(&target, entries))?;
     // Files: small ones whole, large ones in pieces after creating them.
     let mut work: Vec<(usize, u64, u64)> = Vec::new();
     for (i, e) in entries.iter().enumerate().filter(|(_, e)| e.kind == EntryKind::File) {
@@ -73,7 +71,7 @@ pub fn extract(archive: &Archive, dir: &Path, threads: usize, progress: &(dyn Fn
         let f = target.open(&e.path, rustix::fs::OFlags::RDONLY)?;
         target.set_meta_fd(f.as_fd(), e, None)?;
     }
-    finish_tree(&target, entries, &mut summary.warnings)?;
+    pool.install(|| finish_tree(&target, entries, &mut summary.warnings))?;
     Ok(summary)
 }
 
@@ -97,14 +95,45 @@ pub fn finish_tree(target: &TargetDir, entries: &[Entry], warnings: &mut Vec<Str
     set_dir_meta(target, entries)
 }
 
-/// Directory metadata, deepest first, so creating children does not disturb parents' mtimes.
+/// Directory metadata once every entry exists (creating a child changes
+/// its parent's mtime). Deepest first, a level at a time, each level in
+/// parallel (on the caller's rayon pool): a user extracting a directory
+/// they may not enter (mode 0) still reaches its children first.
 pub fn set_dir_meta(target: &TargetDir, entries: &[Entry]) -> Result<(), Error> {
-    let mut dirs: Vec<&Entry> = entries.iter().filter(|e| e.kind == EntryKind::Dir).collect();
-    dirs.sort_by_key(|e| std::cmp::Reverse(e.path.iter().filter(|&&b| b == b'/').count()));
-    for e in dirs {
-        target.set_meta_path(e)?;
+    for level in dir_levels(entries).into_iter().rev() {
+        level.par_iter().try_for_each(|e| target.set_meta_path(e))?;
     }
     Ok(())
+}
+
+/// Creates the archive's directories, parents before children: a level
+/// (path depth) at a time, each level in parallel on the caller's rayon
+/// pool (one `mkdirat` per directory, about 10 µs each on ext4: a kernel
+/// tree's 5,000 took 0.1 s in one thread).
+pub fn make_dirs(target: &TargetDir, entries: &[Entry]) -> Result<(), Error> {
+    for level in dir_levels(entries) {
+        level.par_iter().try_for_each(|e| target.mkdir(&e.path))?;
+    }
+    Ok(())
+}
+
+/// The directory entries grouped by depth (number of `/` in the path),
+/// shallowest first. A path listed twice is kept once, as its last entry
+/// (the one tar would leave in place).
+fn dir_levels(entries: &[Entry]) -> Vec<Vec<&Entry>> {
+    let mut last: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+    for (i, e) in entries.iter().enumerate().filter(|(_, e)| e.kind == EntryKind::Dir) {
+        last.insert(&e.path, i);
+    }
+    let mut levels: Vec<Vec<&Entry>> = Vec::new();
+    for (_, e) in entries.iter().enumerate().filter(|&(i, e)| e.kind == EntryKind::Dir && last.get(&e.path[..]) == Some(&i)) {
+        let depth = e.path.iter().filter(|&&b| b == b'/').count();
+        if levels.len() <= depth {
+            levels.resize_with(depth + 1, Vec::new);
+        }
+        levels[depth].push(e);
+    }
+    levels
 }
 
 /// Copies `[off, off+len)` of `e`'s data into `f` at the same offset.
@@ -121,4 +150,28 @@ pub fn write_range(archive: &Archive, e: &Entry, f: &File, off: u64, len: u64) -
         done += n as u64;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dir_levels;
+    use crate::archive::{Entry, EntryKind};
+
+    #[test]
+    fn directories_come_by_depth_and_a_repeated_one_as_its_last_entry() {
+        let mut entries = vec![
+            Entry::new(b"a/b/c".to_vec(), EntryKind::Dir),
+            Entry::new(b"a".to_vec(), EntryKind::Dir),
+            Entry::new(b"a/f".to_vec(), EntryKind::File),
+            Entry::new(b"a/b".to_vec(), EntryKind::Dir),
+            Entry::new(b"d".to_vec(), EntryKind::Dir),
+            Entry::new(b"a".to_vec(), EntryKind::Dir),
+        ];
+        entries[1].mode = 0o700;
+        entries[5].mode = 0o755;
+        let levels: Vec<Vec<(&[u8], u32)>> =
+            dir_levels(&entries).iter().map(|l| l.iter().map(|e| (&e.path[..], e.mode)).collect()).collect();
+        let mode = entries[0].mode;
+        assert_eq!(levels, vec![vec![(&b"d"[..], mode), (&b"a"[..], 0o755)], vec![(&b"a/b"[..], mode)], vec![(&b"a/b/c"[..], mode)]]);
+    }
 }

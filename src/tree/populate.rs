@@ -3,7 +3,7 @@
 //! exact size with mode, owner, mtime and xattrs, symlinks, hard links.
 //! Each non-empty file carries the marker xattr naming the archive and entry.
 
-use super::extract::finish_tree;
+use super::extract::{finish_tree, make_dirs};
 use super::marker::{self, Marker};
 use super::stage::{Stage, StageInfo, TreeFile, STUBS_VERSION, TREE};
 use super::target::TargetDir;
@@ -83,13 +83,11 @@ pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usi
     let entries = archive.entries()?;
     let id = archive.id_hex();
     let mut summary = PopulateSummary { entries: entries.len(), ..Default::default() };
-    for e in entries.iter().filter(|e| e.kind == EntryKind::Dir) {
-        target.mkdir(&e.path)?;
-    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
         .map_err(|e| Error::at(b"thread pool", std::io::Error::other(e)))?;
+    pool.install(|| make_dirs(&target, entries))?;
     pool.install(|| {
         entries.par_iter().enumerate().filter(|(_, e)| e.kind == EntryKind::File).try_for_each(|(i, e)| -> Result<(), Error> {
             let (f, fresh) = target.create_file(&e.path, e.mode)?;
@@ -111,7 +109,7 @@ pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usi
         summary.stubs += usize::from(e.size > 0);
         summary.bytes += e.size;
     }
-    finish_tree(&target, entries, &mut summary.warnings)?;
+    pool.install(|| finish_tree(&target, entries, &mut summary.warnings))?;
     let archive_abs = match crate::archive::remote::is_remote(archive_path) {
         true => archive_path.to_path_buf(),
         false => std::fs::canonicalize(archive_path).unwrap_or_else(|_| archive_path.to_path_buf()),
