@@ -65,6 +65,12 @@ pub enum Marked {
     TooMany,
 }
 
+/// Walk threads per core. With a cold cache, marking a stub mostly waits
+/// for ext4 to read its inode: on a kernel tree (78,549 stubs, 2 cores),
+/// serving started in 0.88-0.95 s with 2 threads and 0.70-0.72 s with 8
+/// (warm: 0.39 s either way).
+const WALK_THREADS_PER_CORE: usize = 4;
+
 struct Walk<'a> {
     fan: &'a Fanotify,
     limit: u64,
@@ -81,7 +87,12 @@ pub fn mark_stubs(fan: &Fanotify, stage: &Stage, limit: Option<u64>) -> Result<M
     let root = rfs::openat(tree, c".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| Error::io(stage.tree().display(), std::io::Error::from(e)))?;
     let w = Walk { fan, limit: limit.unwrap_or(u64::MAX), count: AtomicU64::new(0), over: AtomicBool::new(false), err: Mutex::new(None) };
-    rayon::scope(|s| w.dir(s, root, Vec::new()));
+    let threads = WALK_THREADS_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("thaw-mark-{i}")).build();
+    match &pool {
+        Ok(pool) => pool.scope(|s| w.dir(s, root, Vec::new())),
+        Err(_) => rayon::scope(|s| w.dir(s, root, Vec::new())),
+    }
     if let Some(e) = w.err.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
