@@ -352,12 +352,6 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(n * mul))
 }
 
-/// `populate` threads per core by default. Creating a stub mostly waits for
-/// ext4 to read inode table and bitmap blocks: measured on a kernel tree
-/// (78,549 stubs, 2 cores, cold cache), 2 threads took 1.14-1.21 s, 8 took
-/// 0.97-1.08 s and 16 took 0.99-1.03 s.
-const POPULATE_THREADS_PER_CORE: usize = 4;
-
 fn threads(n: Option<usize>) -> usize {
     n.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
 }
@@ -554,13 +548,17 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Verify { target } if target.is_dir() => verify_tree(&target),
         Cmd::Verify { target } => verify_archive(&target),
         Cmd::Populate { archive, dir, threads: t } => {
-            populate(&archive, &dir, Some(t.unwrap_or(POPULATE_THREADS_PER_CORE * threads(None))))
+            populate(&archive, &dir, Some(t.unwrap_or(thaw::tree::populate::POPULATE_THREADS_PER_CORE * threads(None))))
         }
         Cmd::Serve { archive, dir, opts } => {
             let a = Arc::new(open_for_dir(&archive, &dir)?);
-            let stop = Arc::new(AtomicBool::new(false));
+            let stop = Arc::new(hydrate::stop::Stop::new().context("cannot make an eventfd")?);
             survive_broken_pipes()?;
-            on_stop_signal(stop.clone(), || notify_systemd(&[NotifyState::Stopping, NotifyState::Status("stopping")]))?;
+            let s = stop.clone();
+            on_stop_signal(move || {
+                s.request();
+                notify_systemd(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+            })?;
             let stats = hydrate::serve(a.clone(), &dir, opts.options(verbose), &stop, &mut || {
                 let _ = writeln!(io::stdout(), "ready: serving {} (stop with Ctrl-C or SIGTERM)", dir.display());
                 let _ = io::stdout().flush();
@@ -965,13 +963,12 @@ fn survive_broken_pipes() -> Result<()> {
     Ok(())
 }
 
-/// Sets `flag` on SIGINT or SIGTERM, then calls `then` on the thread that
-/// waits for them (so it may do more than a signal handler could).
-fn on_stop_signal(flag: Arc<AtomicBool>, then: impl Fn() + Send + 'static) -> Result<()> {
+/// Calls `then` on SIGINT or SIGTERM, on the thread that waits for them
+/// (so it may do more than a signal handler could).
+fn on_stop_signal(then: impl Fn() + Send + 'static) -> Result<()> {
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot catch SIGINT/SIGTERM")?;
     std::thread::Builder::new().name("thaw-signals".into()).spawn(move || {
         for _ in signals.forever() {
-            flag.store(true, Ordering::Relaxed);
             then();
         }
     })?;
@@ -1017,7 +1014,8 @@ fn run_command(archive: &Path, dir: &Path, opts: ServeOptions, command: &[std::f
     let a = Arc::new(open_for_dir(archive, dir)?);
     let interrupted = Arc::new(AtomicBool::new(false));
     survive_broken_pipes()?;
-    on_stop_signal(interrupted.clone(), || {})?;
+    let i = interrupted.clone();
+    on_stop_signal(move || i.store(true, Ordering::Relaxed))?;
     let out = hydrate::supervise::run(a.clone(), archive, dir, opts, command, &interrupted)
         .with_context(|| format!("cannot run {:?} on {}", command[0], dir.display()))?;
     if let Some(s) = &out.populated {

@@ -5,13 +5,13 @@
 //! connection: a JSON line in, a JSON line out.
 
 use super::dehydrate::{self, Options, Summary};
+use super::stop::Stop;
 use super::Error;
 use crate::tree::stage::Stage;
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,10 +40,10 @@ fn socket_path(stage: &Stage) -> Result<PathBuf, Error> {
     Ok(PathBuf::from(format!("/proc/self/fd/{}/{SOCKET}", stage.stage_fd()?.as_raw_fd())))
 }
 
-/// Serves control requests until `stop` is set; `handle` answers each.
+/// Serves control requests until `stop` is requested; `handle` answers each.
 pub fn listen(
     stage: Stage,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     handle: impl Fn(&Stage, Request) -> Reply + Send + 'static,
 ) -> Result<std::thread::JoinHandle<()>, Error> {
     let path = socket_path(&stage)?;
@@ -53,14 +53,19 @@ pub fn listen(
     std::thread::Builder::new()
         .name("thaw-control".into())
         .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
+            while !stop.requested() {
+                if let Err(e) = stop.wait(listener.as_fd(), None) {
+                    tracing::warn!("control socket: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
                 match listener.accept() {
                     Ok((conn, _)) => {
                         if let Err(e) = answer(&stage, conn, &handle) {
                             tracing::warn!("control request: {e}");
                         }
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => {
                         tracing::warn!("control socket: {e}");
                         std::thread::sleep(Duration::from_millis(50));

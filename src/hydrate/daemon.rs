@@ -13,6 +13,7 @@ use super::hydrator::{FileState, Hydrator, Lookup};
 use super::marks::{mark_stubs, MarkScope, Marked, AUTO_STUB_LIMIT};
 use super::mount::{GuardOptions, ServedMount, Watched};
 use super::profile::{Prefetch, PrefetchHost, PrefetchStats, Profile, Recorder};
+use super::stop::Stop;
 use super::walk::{Walks, WINDOW_BYTES};
 use super::Error;
 use crate::archive::Archive;
@@ -22,7 +23,7 @@ use crate::tree::stage::{Stage, STATS};
 use rustix::fs::OFlags;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -440,15 +441,9 @@ impl Ctx {
     }
 }
 
-/// Serves `dir` until `stop` is set. `on_ready` runs once `dir` shows the
-/// watched tree.
-pub fn serve(
-    archive: Arc<Archive>,
-    dir: &Path,
-    opts: ServeOptions,
-    stop: &AtomicBool,
-    on_ready: &mut dyn FnMut(),
-) -> Result<ServeStats, Error> {
+/// Serves `dir` until `stop` is requested. `on_ready` runs once `dir` shows
+/// the watched tree.
+pub fn serve(archive: Arc<Archive>, dir: &Path, opts: ServeOptions, stop: &Stop, on_ready: &mut dyn FnMut()) -> Result<ServeStats, Error> {
     let started = Instant::now();
     let stage = Stage::open(dir)?;
     stage.check_archive(&archive)?;
@@ -534,14 +529,14 @@ fn hydrator_for(archive: Arc<Archive>, opts: &ServeOptions) -> (Hydrator, Option
 
 /// What runs beside the event loop: the control socket and the prefetch.
 struct Extras {
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     control: Option<std::thread::JoinHandle<()>>,
     prefetch: Option<Prefetch>,
 }
 
 impl Extras {
     fn start(ctx: &Arc<Ctx>, dir: &Path, profile: Option<Profile>) -> Result<Extras, Error> {
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(Stop::new().map_err(|e| Error::Setup(format!("eventfd: {e}")))?);
         let c = ctx.clone();
         let control = super::control::listen(Stage::open(dir)?, stop.clone(), move |stage, req| match req {
             Request::Dehydrate(o) => match super::dehydrate::dehydrate_served(stage, &c.hydrator, &c.events, &o) {
@@ -567,7 +562,7 @@ impl Extras {
         if let Some(p) = self.prefetch.take() {
             p.stop();
         }
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.request();
         if let Some(c) = self.control.take() {
             let _ = c.join();
         }
@@ -597,10 +592,10 @@ impl PrefetchHost for Ctx {
 }
 
 /// The event loop: dispatch, sweep deadlines, save statistics each second.
-fn serve_until(ctx: &Arc<Ctx>, stage: &Stage, stop: &AtomicBool, started: Instant, buf: &mut [u8]) -> Result<(), Error> {
+fn serve_until(ctx: &Arc<Ctx>, stage: &Stage, stop: &Stop, started: Instant, buf: &mut [u8]) -> Result<(), Error> {
     let mut last_save = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        if ctx.events.fan().wait_readable(Some(Duration::from_millis(50))).map_err(|e| Error::io("fanotify", e))? {
+    while !stop.requested() {
+        if stop.wait(ctx.events.fan().as_fd(), Some(Duration::from_millis(50))).map_err(|e| Error::io("fanotify", e))? {
             ctx.dispatch(buf)?;
         }
         if last_save.elapsed() > Duration::from_secs(1) {

@@ -27,6 +27,7 @@ pub mod marks;
 pub mod mount;
 pub mod profile;
 pub mod status;
+pub mod stop;
 pub mod supervise;
 pub mod walk;
 

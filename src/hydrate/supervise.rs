@@ -4,9 +4,10 @@
 //! if serving fails, the command is killed.
 
 use super::daemon::{serve, ServeOptions, ServeStats};
+use super::stop::Stop;
 use super::Error;
 use crate::archive::Archive;
-use crate::tree::populate::{populate, PopulateSummary};
+use crate::tree::populate::{populate, PopulateSummary, POPULATE_THREADS_PER_CORE};
 use crate::tree::stage::Stage;
 use rustix::process::{kill_process, Pid, Signal};
 use std::ffi::OsString;
@@ -50,16 +51,16 @@ pub fn run(
     let populated = if Stage::new(dir).exists() {
         None
     } else {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = POPULATE_THREADS_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get());
         Some(populate(&archive, archive_path, dir, threads)?)
     };
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Stop::new().map_err(|e| Error::Setup(format!("eventfd: {e}")))?);
     let daemon = start_daemon(archive, dir, opts, stop.clone())?;
     let status = match spawn_command(command) {
         Ok(child) => supervise(child, &daemon, interrupted),
         Err(e) => Err(e),
     };
-    stop.store(true, Ordering::Relaxed);
+    stop.request();
     let stats = daemon.join().map_err(|_| Error::Setup("the daemon thread panicked".into()))??;
     let code = status?.ok_or_else(|| Error::Setup("the daemon stopped while the command ran; the command was killed".into()))?;
     Ok(RunOutcome { code, stats, populated })
@@ -70,7 +71,7 @@ fn start_daemon(
     archive: Arc<Archive>,
     dir: &Path,
     opts: ServeOptions,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
 ) -> Result<JoinHandle<Result<ServeStats, Error>>, Error> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let dir_owned = dir.to_path_buf();

@@ -57,6 +57,12 @@ pub fn check_aligned(archive: &Archive) -> Result<(), Error> {
     Ok(())
 }
 
+/// `populate` threads per core by default. Creating a stub mostly waits for
+/// ext4 to read inode table and bitmap blocks: measured on a kernel tree
+/// (78,549 stubs, 2 cores, cold cache), 2 threads took 1.14-1.21 s, 8 took
+/// 0.97-1.08 s and 16 took 0.99-1.03 s.
+pub const POPULATE_THREADS_PER_CORE: usize = 4;
+
 /// Lays the archive out as stubs in a new stage beside `dir` (which must be
 /// empty) and records the archive there, so `thaw serve` can fill them on demand.
 pub fn populate(archive: &Archive, archive_path: &Path, dir: &Path, threads: usize) -> Result<PopulateSummary, Error> {
