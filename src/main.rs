@@ -153,8 +153,8 @@ enum Cmd {
     Populate {
         archive: PathBuf,
         dir: PathBuf,
-        /// Threads creating stubs (default: 4 per core: creating inodes waits
-        /// on the disk for inode tables and bitmaps)
+        /// Threads creating stubs (default: 4 per core, at most 64: creating
+        /// inodes waits on the disk for inode tables and bitmaps)
         #[arg(long)]
         threads: Option<usize>,
     },
@@ -548,7 +548,7 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Verify { target } if target.is_dir() => verify_tree(&target),
         Cmd::Verify { target } => verify_archive(&target),
         Cmd::Populate { archive, dir, threads: t } => {
-            populate(&archive, &dir, Some(t.unwrap_or(thaw::tree::populate::POPULATE_THREADS_PER_CORE * threads(None))))
+            populate(&archive, &dir, Some(t.unwrap_or_else(thaw::tree::populate::default_threads)))
         }
         Cmd::Serve { archive, dir, opts } => {
             let a = Arc::new(open_for_dir(&archive, &dir)?);

@@ -54,10 +54,15 @@ pub fn listen(
         .name("thaw-control".into())
         .spawn(move || {
             while !stop.requested() {
-                if let Err(e) = stop.wait(listener.as_fd(), None) {
-                    tracing::warn!("control socket: {e}");
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
+                match stop.wait(listener.as_fd(), None) {
+                    Ok(true) => {}
+                    // Stopping (a request still queued is refused by the close).
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::warn!("control socket: {e}");
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
                 }
                 match listener.accept() {
                     Ok((conn, _)) => {

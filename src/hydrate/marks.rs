@@ -71,6 +71,9 @@ pub enum Marked {
 /// (warm: 0.39 s either way).
 const WALK_THREADS_PER_CORE: usize = 4;
 
+/// Cap on the walk's threads (each holds the directories it walks open).
+const MAX_WALK_THREADS: usize = 64;
+
 struct Walk<'a> {
     fan: &'a Fanotify,
     limit: u64,
@@ -87,12 +90,13 @@ pub fn mark_stubs(fan: &Fanotify, stage: &Stage, limit: Option<u64>) -> Result<M
     let root = rfs::openat(tree, c".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| Error::io(stage.tree().display(), std::io::Error::from(e)))?;
     let w = Walk { fan, limit: limit.unwrap_or(u64::MAX), count: AtomicU64::new(0), over: AtomicBool::new(false), err: Mutex::new(None) };
-    let threads = WALK_THREADS_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("thaw-mark-{i}")).build();
-    match &pool {
-        Ok(pool) => pool.scope(|s| w.dir(s, root, Vec::new())),
-        Err(_) => rayon::scope(|s| w.dir(s, root, Vec::new())),
-    }
+    let threads = (WALK_THREADS_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get())).min(MAX_WALK_THREADS);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("thaw-mark-{i}"))
+        .build()
+        .map_err(|e| Error::Setup(format!("mark walk threads: {e}")))?;
+    pool.scope(|s| w.dir(s, root, Vec::new()));
     if let Some(e) = w.err.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }

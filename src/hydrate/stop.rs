@@ -27,19 +27,20 @@ impl Stop {
     /// Requests the stop: [`Stop::requested`] is true from now on and every
     /// waiter returns.
     pub fn request(&self) {
-        self.flag.store(true, Ordering::Relaxed);
+        self.flag.store(true, Ordering::Release);
         // The counter stays nonzero (nobody reads it): every later poll sees it too.
         let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
     }
 
     /// True once [`Stop::request`] was called.
     pub fn requested(&self) -> bool {
-        self.flag.load(Ordering::Relaxed)
+        self.flag.load(Ordering::Acquire)
     }
 
-    /// Waits until `fd` is readable (true), the stop is requested or the
-    /// timeout passes (false; `None` waits without one). A signal
-    /// interrupting the wait counts as nothing ready.
+    /// Waits until `fd` is readable or reports an error or hangup (true:
+    /// a read on it will say which), the stop is requested or the timeout
+    /// passes (false; `None` waits without one). A signal interrupting the
+    /// wait counts as nothing ready.
     pub fn wait(&self, fd: BorrowedFd<'_>, timeout: Option<Duration>) -> std::io::Result<bool> {
         if self.requested() {
             return Ok(false);

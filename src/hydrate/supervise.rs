@@ -7,7 +7,7 @@ use super::daemon::{serve, ServeOptions, ServeStats};
 use super::stop::Stop;
 use super::Error;
 use crate::archive::Archive;
-use crate::tree::populate::{populate, PopulateSummary, POPULATE_THREADS_PER_CORE};
+use crate::tree::populate::{default_threads, populate, PopulateSummary};
 use crate::tree::stage::Stage;
 use rustix::process::{kill_process, Pid, Signal};
 use std::ffi::OsString;
@@ -48,12 +48,7 @@ pub fn run(
     }
     // The command's namespace is gone when serving stops: no reader is left to drain.
     opts.drain = Duration::ZERO;
-    let populated = if Stage::new(dir).exists() {
-        None
-    } else {
-        let threads = POPULATE_THREADS_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get());
-        Some(populate(&archive, archive_path, dir, threads)?)
-    };
+    let populated = if Stage::new(dir).exists() { None } else { Some(populate(&archive, archive_path, dir, default_threads())?) };
     let stop = Arc::new(Stop::new().map_err(|e| Error::Setup(format!("eventfd: {e}")))?);
     let daemon = start_daemon(archive, dir, opts, stop.clone())?;
     let status = match spawn_command(command) {

@@ -60,8 +60,18 @@ pub fn check_aligned(archive: &Archive) -> Result<(), Error> {
 /// `populate` threads per core by default. Creating a stub mostly waits for
 /// ext4 to read inode table and bitmap blocks: measured on a kernel tree
 /// (78,549 stubs, 2 cores, cold cache), 2 threads took 1.14-1.21 s, 8 took
-/// 0.97-1.08 s and 16 took 0.99-1.03 s.
+/// 0.97-1.08 s and 16 took 0.99-1.03 s. At most [`MAX_DEFAULT_THREADS`].
 pub const POPULATE_THREADS_PER_CORE: usize = 4;
+
+/// Cap on the default thread count: each thread holds up to two fds beside
+/// the 128 parents kept, within the default limit of 1024 open files.
+pub const MAX_DEFAULT_THREADS: usize = 64;
+
+/// The default number of `populate` threads on this machine.
+pub fn default_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (POPULATE_THREADS_PER_CORE * cores).min(MAX_DEFAULT_THREADS)
+}
 
 /// Lays the archive out as stubs in a new stage beside `dir` (which must be
 /// empty) and records the archive there, so `thaw serve` can fill them on demand.

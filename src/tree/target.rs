@@ -25,7 +25,9 @@ pub struct TargetDir {
     /// Directories already opened (entries never change type, so a path
     /// that was a directory stays one): saves a path walk per file. At most
     /// [`PARENTS_KEPT`] are kept, so a tree of any number of directories
-    /// fits in the default limit of 1024 open files.
+    /// fits in the default limit of 1024 open files (with up to
+    /// [`crate::tree::populate::MAX_DEFAULT_THREADS`] threads, each holding
+    /// a file and a parent of its own).
     parents: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<OwnedFd>>>,
 }
 
@@ -43,7 +45,8 @@ fn current_umask() -> u32 {
 }
 
 /// Directory fds [`TargetDir`] keeps open at most; when full it starts
-/// over (entries come sorted by path, so the ones in use are reopened once).
+/// over (files come sorted by path, so the parents in use are reopened
+/// once; directories made a level at a time reopen theirs more often).
 const PARENTS_KEPT: usize = 128;
 
 /// Longest path handed to one openat2 call (PATH_MAX counts the NUL).
@@ -218,8 +221,8 @@ impl TargetDir {
     }
 
     /// Creates the directory `rel` (an existing one is kept) in its parent,
-    /// which is opened once and kept, like the new directory itself: a tree
-    /// listed parents first costs two calls per directory, not two per
+    /// which is opened once and kept while it fits in the cache, like the new
+    /// directory itself: usually two calls per directory, not two per
     /// component of its path as [`TargetDir::mkdir_all`] does.
     pub fn mkdir(&self, rel: &[u8]) -> Result<(), Error> {
         let (_, name) = split_parent(rel);
