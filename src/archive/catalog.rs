@@ -57,15 +57,20 @@ impl V2Catalog {
 
     /// Reads and decodes block `b`, bypassing the cache.
     fn load(&self, source: &dyn Source, b: usize) -> Result<Vec<Entry>, Error> {
-        let r = &self.dir[b];
-        let mut buf = vec![0u8; r.c_len as usize];
+        let mut buf = vec![0u8; self.dir[b].c_len as usize];
         source.read_exact_at(&mut buf, self.block_off[b])?;
+        self.decode(b, &buf)
+    }
+
+    /// Decodes block `b` from its compressed bytes.
+    fn decode(&self, b: usize, buf: &[u8]) -> Result<Vec<Entry>, Error> {
+        let r = &self.dir[b];
         let cx = BlockContext {
             piece_size: u64::from(self.header.piece_size),
             stream_len: self.header.stream_len,
             next_key: self.dir.get(b + 1).map(|n| &n.first_path[..]),
         };
-        index_v2::decode_block(r, &buf, &cx).map_err(|e| match e {
+        index_v2::decode_block(r, buf, &cx).map_err(|e| match e {
             Error::Corrupt { what, why } => Error::Corrupt { what: format!("{what} {b}"), why },
             other => other,
         })
@@ -120,9 +125,23 @@ impl V2Catalog {
         if let Some(i) = self.full.get() {
             return Ok(i);
         }
-        // Blocks decode independently: in parallel (a kernel tree's 400
-        // took 40 ms in one thread), then moved into one list in order.
-        let blocks: Vec<Vec<Entry>> = (0..self.dir.len()).into_par_iter().map(|b| self.load(source, b)).collect::<Result<_, _>>()?;
+        // The blocks lie end to end: one read for all of them (one request
+        // from a remote source), then decoded in parallel and moved (not
+        // cloned) into one list, in order. The read starts at the index
+        // frame's prologue, which `populate` copies into the stage next:
+        // then that costs no request of its own.
+        let start = self.block_off.first().map_or(0, |&o| o.saturating_sub(index_v2::PROLOGUE_LEN as u64));
+        let end = self.block_off.last().zip(self.dir.last()).map_or(start, |(&o, r)| o + r.c_len);
+        let mut all_bytes =
+            vec![0u8; usize::try_from(end - start).map_err(|_| Error::Corrupt { what: "index".into(), why: "too large".into() })?];
+        source.read_exact_at(&mut all_bytes, start)?;
+        let blocks: Vec<Vec<Entry>> = (0..self.dir.len())
+            .into_par_iter()
+            .map(|b| {
+                let from = (self.block_off[b] - start) as usize;
+                self.decode(b, &all_bytes[from..from + self.dir[b].c_len as usize])
+            })
+            .collect::<Result<_, _>>()?;
         let mut all = Vec::with_capacity(blocks.iter().map(Vec::len).sum());
         for b in blocks {
             all.extend(b);

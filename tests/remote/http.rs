@@ -45,6 +45,33 @@ fn tree_served_from_http_is_exact_and_populate_takes_one_request() {
 }
 
 #[test]
+fn populate_of_an_index_larger_than_the_tail_read_takes_two_requests() {
+    let s = scratch_dir("remote-big-index");
+    let src = s.join("src");
+    for d in 0..40 {
+        fs::create_dir_all(src.join(format!("directory-{d:02}"))).unwrap();
+        for f in 0..300 {
+            fs::write(src.join(format!("directory-{d:02}/file-{f:04}.txt")), data((d * 300 + f) as u64, 24)).unwrap();
+        }
+    }
+    let archive = s.join("a.tar.zst");
+    pack(&src, &archive, "1M");
+    let info = thaw([OsStr::new("info"), OsStr::new("--json"), archive.as_os_str()]).ok();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let trailer = info["index_and_seek_table_bytes"].as_u64().unwrap();
+    assert!(trailer > 64 * 1024, "the index must not fit the 64 KiB tail read: {trailer} B");
+    let (url, uri) = publish(&archive, "big-index");
+    let dir = s.join("lazy");
+    let run = thaw([OsStr::new("-v"), OsStr::new("populate"), OsStr::new(&url), dir.as_os_str()]).ok();
+    // The tail, then every index block in one request (the issue allows 2).
+    let (requests, bytes) = transfer(&run.stderr);
+    assert_eq!(requests, 2, "{}", run.stderr);
+    assert_eq!(served_requests(&uri), 2, "nginx saw another count");
+    assert!(bytes <= trailer + 64 * 1024, "{bytes} B fetched for a {trailer} B index: {}", run.stderr);
+    assert_eq!(fs::read_dir(s.join(".lazy.thaw/tree/directory-07")).unwrap().count(), 300);
+}
+
+#[test]
 fn serve_reads_the_index_populate_kept_and_fetches_only_data() {
     let s = scratch_dir("remote-kept-tail");
     let src = s.join("src");
