@@ -159,7 +159,9 @@ remote_recipe() {
     step "$wl-recipe-extract" "$THAW" extract "$archive" "$W/src"
     step "$wl-recipe-pack" "$THAW" pack "$W/src" -o "$W/ordered.tar.zst" --order "$RPROFILE" --profile-out "$RPROFILE"
     publish "$W/ordered.tar.zst" "$wl-ordered.tar.zst"
-    rm -rf "$W/src" "$W/rec"
+    # Moved away, not deleted: the first timed restore comes next, and ext4
+    # would skip every inode freed here on each create (see fresh_dir).
+    trash_box "$W/src" "$W/rec"
     record "$wl" profile_bytes recipe 1 "$(stat -c %s "$RPROFILE")" B
 }
 
