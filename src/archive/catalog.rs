@@ -11,6 +11,9 @@ use super::Error;
 use rayon::prelude::*;
 use std::sync::{Arc, OnceLock};
 
+/// Compressed index blocks a listing of a remote archive asks for at once.
+const HINT_INDEX_BYTES: u64 = 32 << 20;
+
 /// Decoded blocks kept by a format 2 catalog (about 50 kernel-tree blocks).
 const BLOCK_CACHE_BYTES: usize = 4 << 20;
 
@@ -109,8 +112,16 @@ impl V2Catalog {
     }
 
     /// Every entry, block by block, through `f` (entry number, entry); at
-    /// most one block decoded at a time, the cache left alone.
+    /// most one block decoded at a time, the cache left alone. A remote
+    /// source is first asked for all the blocks at once when they are at
+    /// most [`HINT_INDEX_BYTES`]: one request instead of a readahead that
+    /// grows from small ones (10 requests for a kernel tree's 1.7 MiB).
     fn for_each(&self, source: &dyn Source, f: &mut dyn FnMut(u64, &Entry) -> Result<(), Error>) -> Result<(), Error> {
+        if source.version().is_some() && self.header.blocks_len <= HINT_INDEX_BYTES {
+            if let (Some(&start), Some((&last, r))) = (self.block_off.first(), self.block_off.last().zip(self.dir.last())) {
+                source.prefetch(start..last + r.c_len);
+            }
+        }
         for b in 0..self.dir.len() {
             for (i, e) in self.load(source, b)?.iter().enumerate() {
                 f(self.first[b] + i as u64, e)?;

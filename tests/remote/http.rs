@@ -45,7 +45,7 @@ fn tree_served_from_http_is_exact_and_populate_takes_one_request() {
 }
 
 #[test]
-fn populate_of_an_index_larger_than_the_tail_read_takes_two_requests() {
+fn populate_and_ls_of_an_index_larger_than_the_tail_read_take_two_requests() {
     let s = scratch_dir("remote-big-index");
     let src = s.join("src");
     for d in 0..40 {
@@ -69,6 +69,12 @@ fn populate_of_an_index_larger_than_the_tail_read_takes_two_requests() {
     assert_eq!(served_requests(&uri), 2, "nginx saw another count");
     assert!(bytes <= trailer + 64 * 1024, "{bytes} B fetched for a {trailer} B index: {}", run.stderr);
     assert_eq!(fs::read_dir(s.join(".lazy.thaw/tree/directory-07")).unwrap().count(), 300);
+    // A listing streams the index, but asks for all of it at once.
+    let (url, uri) = publish(&archive, "big-index-ls");
+    let ls = thaw([OsStr::new("-v"), OsStr::new("ls"), OsStr::new(&url)]).ok();
+    assert_eq!(String::from_utf8_lossy(&ls.stdout).lines().filter(|l| l.ends_with(".txt")).count(), 12_000);
+    let (requests, _) = transfer(&ls.stderr);
+    assert_eq!((requests, served_requests(&uri)), (2, 2), "{}", ls.stderr);
 }
 
 #[test]
