@@ -58,6 +58,12 @@ impl V2Catalog {
         V2Catalog { header, dir, block_off, first, blocks: Cache::new(BLOCK_CACHE_BYTES), full: OnceLock::new() }
     }
 
+    /// Where the blocks lie in the file: end to end, the first's start to the last's end.
+    fn blocks_range(&self) -> std::ops::Range<u64> {
+        let start = self.block_off.first().copied().unwrap_or(0);
+        start..self.block_off.last().zip(self.dir.last()).map_or(start, |(&o, r)| o + r.c_len)
+    }
+
     /// Reads and decodes block `b`, bypassing the cache.
     fn load(&self, source: &dyn Source, b: usize) -> Result<Vec<Entry>, Error> {
         let mut buf = vec![0u8; self.dir[b].c_len as usize];
@@ -118,9 +124,7 @@ impl V2Catalog {
     /// grows from small ones (10 requests for a kernel tree's 1.7 MiB).
     fn for_each(&self, source: &dyn Source, f: &mut dyn FnMut(u64, &Entry) -> Result<(), Error>) -> Result<(), Error> {
         if source.version().is_some() && self.header.blocks_len <= HINT_INDEX_BYTES {
-            if let (Some(&start), Some((&last, r))) = (self.block_off.first(), self.block_off.last().zip(self.dir.last())) {
-                source.prefetch(start..last + r.c_len);
-            }
+            source.prefetch(self.blocks_range());
         }
         for b in 0..self.dir.len() {
             for (i, e) in self.load(source, b)?.iter().enumerate() {
@@ -141,8 +145,8 @@ impl V2Catalog {
         // cloned) into one list, in order. The read starts at the index
         // frame's prologue, which `populate` copies into the stage next:
         // then that costs no request of its own.
-        let start = self.block_off.first().map_or(0, |&o| o.saturating_sub(index_v2::PROLOGUE_LEN as u64));
-        let end = self.block_off.last().zip(self.dir.last()).map_or(start, |(&o, r)| o + r.c_len);
+        let blocks = self.blocks_range();
+        let (start, end) = (blocks.start.saturating_sub(index_v2::PROLOGUE_LEN as u64), blocks.end);
         let mut all_bytes =
             vec![0u8; usize::try_from(end - start).map_err(|_| Error::Corrupt { what: "index".into(), why: "too large".into() })?];
         source.read_exact_at(&mut all_bytes, start)?;

@@ -263,10 +263,15 @@ impl Ctx {
                         Work::Finish(_) => None,
                     };
                     let c = self.clone();
-                    self.workers.spawn(move || c.work(p, work));
-                    if let Some((pid, st)) = ahead {
-                        self.walk_ahead(pid, &st);
-                    }
+                    // Walk-ahead reads a directory's listing the first time:
+                    // on the worker, after the reader's own fill, never on
+                    // the event thread.
+                    self.workers.spawn(move || {
+                        c.work(p, work);
+                        if let Some((pid, st)) = ahead {
+                            c.walk_ahead(pid, &st);
+                        }
+                    });
                 }
             }
         }
