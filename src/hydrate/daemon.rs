@@ -320,7 +320,12 @@ impl Ctx {
     }
 
     /// Hydrates ahead of a sequential reader, through a handle the file keeps
-    /// (made from `fd` if it has none yet).
+    /// (made from `fd` if it has none yet): slides the file's window to the
+    /// `readahead` chunks from `from` and starts threads for it, up to one
+    /// per core for the file and half the workers in all (the other half
+    /// stays free for readers' events). The threads take the window's
+    /// chunks one at a time in order, so the reader waits, if at all, for
+    /// the one chunk it needs next, never for a whole batch.
     fn spawn_readahead(self: &Arc<Self>, st: Arc<FileState>, from: usize, fd: Option<std::os::fd::BorrowedFd<'_>>) {
         let n = self.opts.readahead;
         let has = match fd {
@@ -330,20 +335,30 @@ impl Ctx {
         if n == 0 || !has {
             return;
         }
-        self.background.fetch_add(1, Ordering::SeqCst);
-        let ctx = self.clone();
-        self.workers.spawn(move || {
-            let end = (from + n).min(st.chunks.len());
-            let room = ctx.budget.as_ref().map(|b| b.make_room(&ctx.hydrator, &ctx.events, st.chunks.missing_bytes(from..end)));
-            let complete = ctx.hydrator.readahead(&st, from, n);
-            drop(room);
-            if complete {
-                if let Some(file) = st.handle() {
-                    ctx.events.forget(file.as_fd());
+        let free = (self.opts.workers / 2).max(1).saturating_sub(self.background.load(Ordering::SeqCst));
+        let (more, added) = st.read_ahead_to(from, n, free.min(super::hydrator::cores()));
+        if !added.is_empty() {
+            // A remote source fetches the new part of the window in one request.
+            let (s, _) = st.chunks.range(added.start);
+            let (_, e) = st.chunks.range(added.end - 1);
+            self.hydrator.archive().prefetch(&st.data, s, e - s);
+        }
+        for _ in 0..more {
+            self.background.fetch_add(1, Ordering::SeqCst);
+            let ctx = self.clone();
+            let st = st.clone();
+            self.workers.spawn(move || {
+                let room = |need| ctx.budget.as_ref().map(|b| b.make_room(&ctx.hydrator, &ctx.events, need));
+                while let Some(complete) = ctx.hydrator.read_ahead_one(&st, room) {
+                    if complete {
+                        if let Some(file) = st.handle() {
+                            ctx.events.forget(file.as_fd());
+                        }
+                    }
                 }
-            }
-            ctx.background.fetch_sub(1, Ordering::SeqCst);
-        });
+                ctx.background.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
     }
 
     /// Notes a reader's first access to a small stub and, when it walks the

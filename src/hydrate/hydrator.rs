@@ -30,6 +30,45 @@ pub struct FileState {
     /// A handle for background work (readahead), duplicated from an event fd
     /// the first time a reader looks sequential; most stubs never hold one.
     file: OnceLock<File>,
+    /// The window a sequential reader's readahead fills (see [`FileState::read_ahead_to`]).
+    ahead: Mutex<Ahead>,
+}
+
+/// Readahead of one file: threads take the chunks `next..target` one at a
+/// time, in order, so the chunk the reader needs next is always the one
+/// being decoded first, and the window slides as the reader moves.
+#[derive(Debug, Default)]
+struct Ahead {
+    /// The next chunk a readahead thread takes.
+    next: usize,
+    /// The end of the window (exclusive).
+    target: usize,
+    /// Readahead threads at work on this file.
+    running: usize,
+}
+
+impl Ahead {
+    /// See [`FileState::read_ahead_to`]; `len` is the file's chunk count.
+    fn slide(&mut self, from: usize, n: usize, len: usize, threads: usize) -> (usize, std::ops::Range<usize>) {
+        let target = (from + n).min(len);
+        let added = self.target.max(from)..target.max(self.target);
+        self.target = self.target.max(target);
+        self.next = self.next.max(from);
+        let more = (self.target.saturating_sub(self.next)).min(threads).saturating_sub(self.running);
+        self.running += more;
+        (more, added)
+    }
+
+    /// See [`FileState::next_ahead`].
+    fn take(&mut self) -> Option<usize> {
+        if self.next < self.target {
+            self.next += 1;
+            Some(self.next - 1)
+        } else {
+            self.running -= 1;
+            None
+        }
+    }
 }
 
 /// The per-file state besides the chunks. Lock order: `meta` before the chunk map.
@@ -62,6 +101,21 @@ impl FileState {
         let ahead = (m.last.is_some_and(|p| p + 1 == f) && l + 1 < self.chunks.len()).then_some(l + 1);
         m.last = Some(l);
         ahead
+    }
+
+    /// Moves the readahead window to `from..from + n` (it never shrinks)
+    /// and returns how many more threads should fill it: up to `threads`
+    /// for the file, counted as running from here on. Each then calls
+    /// [`Hydrator::read_ahead_one`] until it returns `None`. Also returns
+    /// the chunks newly in the window, for the source to fetch ahead.
+    pub fn read_ahead_to(&self, from: usize, n: usize, threads: usize) -> (usize, std::ops::Range<usize>) {
+        lock(&self.ahead).slide(from, n, self.chunks.len(), threads)
+    }
+
+    /// The next chunk of the readahead window, or `None` when the window is
+    /// done (the calling thread then no longer counts as running).
+    fn next_ahead(&self) -> Option<usize> {
+        lock(&self.ahead).take()
     }
 
     /// The background handle, if one was kept.
@@ -255,6 +309,7 @@ impl Hydrator {
                 last_read: None,
             }),
             file: OnceLock::new(),
+            ahead: Mutex::default(),
         });
         let s = lock(&self.files).entry(key).or_insert(state).clone();
         Ok(Lookup::Stub(s, st.st_size as u64))
@@ -339,7 +394,12 @@ impl Hydrator {
                 }
                 Why::Prefetch => m.accesses += 1,
             }
-            st.note_access(&mut m, &wanted)
+            // Readahead runs ahead of the reader: where it is must not
+            // look like where the reader is.
+            match why {
+                Why::Readahead => None,
+                Why::Reader | Why::Prefetch => st.note_access(&mut m, &wanted),
+            }
         };
         let (claim, theirs) = st.chunks.claim(wanted);
         if !claim.is_empty() {
@@ -376,11 +436,13 @@ impl Hydrator {
         Ok(cur_size.min(m.limit))
     }
 
-    /// Writes the claimed chunks, then puts the file's mtime back once the
-    /// last concurrent writer is done (our writes must not look like news to
-    /// `make`). A chunk that fails is punched out again, so no partial chunk
-    /// is left behind, and handed back by the claim.
-    fn fill(&self, st: &FileState, fd: BorrowedFd<'_>, mut claim: super::chunks::Claim<'_>, cur_size: u64) -> Result<(), Error> {
+    /// Writes the claimed chunks, each committed as soon as it is in place
+    /// (a reader waiting for it goes on while the others are still being
+    /// decoded), then puts the file's mtime back once the last concurrent
+    /// writer is done (our writes must not look like news to `make`). A
+    /// chunk that fails is punched out again, so no partial chunk is left
+    /// behind, and handed back by the claim.
+    fn fill(&self, st: &FileState, fd: BorrowedFd<'_>, claim: super::chunks::Claim<'_>, cur_size: u64) -> Result<(), Error> {
         {
             let mut m = lock(&st.meta);
             if m.writers == 0 {
@@ -391,22 +453,22 @@ impl Hydrator {
             }
             m.writers += 1;
         }
-        let results = self.write_chunks(st, fd, claim.chunks(), cur_size);
-        let mut first_err = None;
-        for (k, r) in results {
-            match r {
-                Ok(()) => claim.commit(k),
-                Err(e) => {
-                    let (s, e_) = st.chunks.range(k);
-                    let end = e_.min(cur_size);
-                    if s < end {
-                        let _ = rfs::fallocate(fd, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, s, end - s);
-                    }
-                    first_err.get_or_insert(e);
+        let chunks = claim.chunks().to_vec();
+        let claim = Mutex::new(claim);
+        let first_err = Mutex::new(None);
+        self.write_chunks(st, fd, &chunks, cur_size, &|k, r| match r {
+            Ok(()) => lock(&claim).commit(k),
+            Err(e) => {
+                let (s, e_) = st.chunks.range(k);
+                let end = e_.min(cur_size);
+                if s < end {
+                    let _ = rfs::fallocate(fd, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, s, end - s);
                 }
+                lock(&first_err).get_or_insert(e);
             }
-        }
+        });
         drop(claim);
+        let mut first_err = first_err.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut m = lock(&st.meta);
         m.writers -= 1;
         if m.writers == 0 {
@@ -420,26 +482,41 @@ impl Hydrator {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Writes chunks, decoding several at once on plain scoped threads (not
-    /// rayon: callers block on condvars, and a rayon join could steal such a
-    /// blocked task and deadlock).
-    fn write_chunks(&self, st: &FileState, fd: BorrowedFd<'_>, chunks: &[usize], cur_size: u64) -> Vec<(usize, Result<(), Error>)> {
+    /// Writes chunks and hands each result to `done` at once, decoding
+    /// several at once on plain scoped threads (not rayon: callers block on
+    /// condvars, and a rayon join could steal such a blocked task and
+    /// deadlock). The threads take the chunks in order, so the first ones
+    /// are in place first.
+    fn write_chunks(
+        &self,
+        st: &FileState,
+        fd: BorrowedFd<'_>,
+        chunks: &[usize],
+        cur_size: u64,
+        done: &(dyn Fn(usize, Result<(), Error>) + Sync),
+    ) {
         self.prefetch(st, chunks);
         let threads = if chunks.len() <= 1 { 1 } else { cores().min(chunks.len()) };
         if threads <= 1 {
-            return chunks.iter().map(|&k| (k, self.write_chunk(st, fd, k, cur_size))).collect();
+            chunks.iter().for_each(|&k| done(k, self.write_chunk(st, fd, k, cur_size)));
+            return;
         }
+        let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    scope.spawn(move || {
-                        chunks.iter().skip(t).step_by(threads).map(|&k| (k, self.write_chunk(st, fd, k, cur_size))).collect::<Vec<_>>()
+                .map(|_| {
+                    scope.spawn(|| {
+                        while let Some(&k) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            done(k, self.write_chunk(st, fd, k, cur_size));
+                        }
                     })
                 })
                 .collect();
             // A panicking decoder re-panics here; the caller's claim then gives
             // its chunks back as it unwinds.
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+            for h in handles {
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            }
         })
     }
 
@@ -517,29 +594,32 @@ impl Hydrator {
         }
     }
 
-    /// Background readahead: hydrate up to `n` chunks from `from` through
-    /// the state's handle (see [`FileState::keep_handle`]). Returns true if
-    /// the file is complete and was finished here.
-    pub fn readahead(&self, st: &FileState, from: usize, n: usize) -> bool {
-        let end_chunk = (from + n).min(st.chunks.len());
-        let Some(file) = st.handle() else { return false };
-        if from >= end_chunk {
-            return false;
+    /// Background readahead, one chunk per call: takes the next chunk of
+    /// the file's window (see [`FileState::read_ahead_to`]) and hydrates it
+    /// through the state's handle (see [`FileState::keep_handle`]). `None`
+    /// once the window is done; else whether the file is now complete and
+    /// was finished here. `before` runs first with the chunk's missing bytes
+    /// (the disk budget makes room).
+    pub fn read_ahead_one<G>(&self, st: &FileState, before: impl FnOnce(u64) -> G) -> Option<bool> {
+        let k = st.next_ahead()?;
+        let Some(file) = st.handle() else { return Some(false) };
+        if st.chunks.all_done(k..k + 1) {
+            return Some(false);
         }
-        let (s, _) = st.chunks.range(from);
-        let (_, e) = st.chunks.range(end_chunk - 1);
+        let _room = before(st.chunks.missing_bytes(k..k + 1));
+        let (s, e) = st.chunks.range(k);
         let fd = file.as_fd();
-        match self.ensure_for(st, fd, s, e, Why::Readahead) {
+        Some(match self.ensure_for(st, fd, s, e, Why::Readahead) {
             Ok(r) if r.complete => self.finish(st, fd).unwrap_or(false),
             _ => false,
-        }
+        })
     }
 }
 
 /// The cores this process may use, asked once: `available_parallelism`
 /// reads the cgroup's files on every call (measured: about 23 µs of each
 /// small file's fill, when it was asked per fill).
-fn cores() -> usize {
+pub(crate) fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
@@ -565,4 +645,30 @@ pub fn fd_path(fd: BorrowedFd<'_>) -> String {
     use std::os::fd::AsRawFd;
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .map_or_else(|_| format!("fd {}", fd.as_raw_fd()), |p| p.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ahead;
+
+    #[test]
+    fn the_readahead_window_slides_with_the_reader_and_hands_out_each_chunk_once_in_order() {
+        let mut a = Ahead::default();
+        // The reader finished chunk 1 of 20: the window is 2..10, two threads start.
+        assert_eq!(a.slide(2, 8, 20, 2), (2, 2..10));
+        assert_eq!((a.take(), a.take()), (Some(2), Some(3)));
+        // The reader moved on to chunk 4: only 10..13 is new, and both threads still run.
+        assert_eq!(a.slide(5, 8, 20, 2), (0, 10..13));
+        let taken: Vec<_> = std::iter::from_fn(|| a.take()).collect();
+        assert_eq!(taken, (5..13).collect::<Vec<_>>(), "chunk 4 was passed by the reader; 5.. come in order");
+        assert_eq!(a.running, 1, "the thread that found the window done stopped");
+        assert_eq!(a.take(), None);
+        assert_eq!(a.running, 0);
+        // A reader that jumped ahead: the window starts where it is, at the file's end.
+        assert_eq!(a.slide(17, 8, 20, 2), (2, 17..20));
+        // An older position never moves the window back.
+        assert_eq!(a.slide(3, 8, 20, 2), (0, 20..20));
+        assert_eq!((a.take(), a.take(), a.take(), a.take(), a.take()), (Some(17), Some(18), Some(19), None, None));
+        assert_eq!(a.running, 0);
+    }
 }

@@ -156,6 +156,36 @@ fn sixty_four_threads_on_one_stub_decode_each_frame_once() {
     assert_eq!(stats["events_denied"], 0);
 }
 
+/// A sequential reader that takes a moment per chunk (as a program
+/// processing what it reads does) finds the chunks ahead of it in place:
+/// few of its reads wait for a decode, against every one with readahead off.
+#[test]
+fn a_sequential_reader_finds_the_chunks_ahead_of_it_in_place() {
+    let s = Setup::new("seq", "1M", |src| fs::write(src.join("big"), data(51, 24 << 20)).unwrap());
+    let want = s.src_file("big");
+    let read = |extra: &[&str]| {
+        let served = s.serve(extra);
+        let f = fs::File::open(s.dir.join("big")).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        for off in (0..want.len()).step_by(buf.len()) {
+            let n = f.read_at(&mut buf, off as u64).unwrap();
+            assert!(buf[..n] == want[off..off + n], "bytes differ at {off}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        drop(f);
+        served.stop();
+        let stats = s.stats();
+        let frames = stats["frames_decoded"].as_u64().unwrap();
+        assert!(frames <= 25, "a frame was decoded twice: {stats}");
+        stats["events_waited"].as_u64().unwrap()
+    };
+    let without = read(&["--readahead", "0"]);
+    assert!(without >= 24, "with readahead off, each chunk waited: {without}");
+    crate::common::thaw([OsStr::new("dehydrate"), s.dir.as_os_str()]).ok();
+    let with = read(&[]);
+    assert!(with <= 4, "{with} of 24 reads waited for a decode with readahead on");
+}
+
 fn du(path: &Path) -> u64 {
     fs::metadata(path).unwrap().blocks() * 512
 }
