@@ -41,6 +41,22 @@ drop_caches() {
     echo 3 >/proc/sys/vm/drop_caches
 }
 
+# warm_free_memory MIB: writes MIB of zeros into the page cache of a scratch
+# file under $WORK and deletes it, so that the pages the next timed step
+# allocates were touched a moment ago. On a VM whose balloon reports free
+# pages to the host (virtio-balloon free page reporting, on here), memory
+# freed by drop_caches is handed back to the host, and the first touch of
+# each page afterwards is slow: measured, a 1 GiB page-cache write took
+# 0.19-0.78 s right after drop_caches and 0.21-0.27 s after this. It costs
+# the side that allocates the most memory the most (a hydrating thaw writes
+# the file it serves into the page cache). Call it after drop_caches, before
+# every variant's timed step alike.
+warm_free_memory() {
+    local f=$WORK/.warm-memory
+    dd if=/dev/zero of="$f" bs=1M count="$1" status=none || die "cannot write $f"
+    rm -f "$f"
+}
+
 # Allocated bytes under a path (what the filesystem really spends; sparse
 # stubs count only their hydrated blocks).
 disk_bytes() { du -s --block-size=1 -- "$1" | cut -f1; }

@@ -1,7 +1,8 @@
 # Workload "seqread" (issue #4, 3; issue #3 goal): cold sequential read of
 # one 1 GiB file (256 MiB with --quick), 1 MiB reads: thaw's first read
 # through a served stub vs `zstd -dc` of the archive vs reading an extracted
-# copy, and `thaw cat` for reference. Page cache dropped before each.
+# copy, and `thaw cat` for reference. Page cache dropped before each, then
+# free memory warmed (see warm_free_memory in lib.sh).
 # Sourced by run.sh; workloads/hotread.sh reuses its inputs.
 
 seq_inputs() {
@@ -59,6 +60,7 @@ wl_seqread() {
                 step "seq-populate-$rep" "$THAW" populate "$SEQ_ARCHIVE" "$dir"
             fi
             drop_caches
+            warm_free_memory $(((SEQ_SIZE >> 20) * 3 / 2))
             case $v in
             zstd)
                 timed "seq-zstd-$rep" bash -c "zstd -dc '$SEQ_ARCHIVE' > /dev/null"
