@@ -228,7 +228,7 @@ struct Ctx {
     workers: Workers,
     hydrator: Hydrator,
     opts: ServeOptions,
-    /// Readahead jobs queued or running.
+    /// Readahead threads and walk-ahead jobs queued or running.
     background: std::sync::atomic::AtomicUsize,
     /// What carries the marks, how many stubs were marked and how long it took (ms).
     watch: (Watched, u64, u64),
@@ -336,25 +336,28 @@ impl Ctx {
             return;
         }
         let free = (self.opts.workers / 2).max(1).saturating_sub(self.background.load(Ordering::SeqCst));
-        let (more, added) = st.read_ahead_to(from, n, free.min(super::hydrator::cores()));
-        if !added.is_empty() {
-            // A remote source fetches the new part of the window in one request.
-            let (s, _) = st.chunks.range(added.start);
-            let (_, e) = st.chunks.range(added.end - 1);
-            self.hydrator.archive().prefetch(&st.data, s, e - s);
-        }
+        let (more, hint) = st.read_ahead_to(from, n, free.min(super::hydrator::cores()));
+        // A remote source fetches that part of the window in one request.
+        self.hydrator.hint(&st, hint);
         for _ in 0..more {
             self.background.fetch_add(1, Ordering::SeqCst);
             let ctx = self.clone();
             let st = st.clone();
             self.workers.spawn(move || {
                 let room = |need| ctx.budget.as_ref().map(|b| b.make_room(&ctx.hydrator, &ctx.events, need));
-                while let Some(complete) = ctx.hydrator.read_ahead_one(&st, room) {
-                    if complete {
-                        if let Some(file) = st.handle() {
-                            ctx.events.forget(file.as_fd());
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    while let Some(complete) = ctx.hydrator.read_ahead_one(&st, room) {
+                        if complete {
+                            if let Some(file) = st.handle() {
+                                ctx.events.forget(file.as_fd());
+                            }
                         }
                     }
+                }));
+                if run.is_err() {
+                    // The chunk it held went back to missing with its claim.
+                    st.leave_ahead();
+                    tracing::error!("readahead of entry {} panicked", st.entry);
                 }
                 ctx.background.fetch_sub(1, Ordering::SeqCst);
             });

@@ -45,18 +45,35 @@ struct Ahead {
     target: usize,
     /// Readahead threads at work on this file.
     running: usize,
+    /// The window's chunks before this were already hinted to the source.
+    hinted: usize,
 }
 
 impl Ahead {
     /// See [`FileState::read_ahead_to`]; `len` is the file's chunk count.
     fn slide(&mut self, from: usize, n: usize, len: usize, threads: usize) -> (usize, std::ops::Range<usize>) {
         let target = (from + n).min(len);
-        let added = self.target.max(from)..target.max(self.target);
         self.target = self.target.max(target);
         self.next = self.next.max(from);
         let more = (self.target.saturating_sub(self.next)).min(threads).saturating_sub(self.running);
         self.running += more;
-        (more, added)
+        // The source hears of the window half a window at a time (a remote
+        // one fetches each such part in one request), or at the file's end.
+        let start = self.hinted.max(from);
+        let hint = if self.target >= start + (n / 2).max(1) || (self.target == len && self.target > start) {
+            self.hinted = self.target;
+            start..self.target
+        } else {
+            0..0
+        };
+        (more, hint)
+    }
+
+    /// Forgets the window (the file's chunks were all punched out again):
+    /// threads at work find nothing more to take, and the next sequential
+    /// read starts a new window.
+    fn reset(&mut self) {
+        (self.next, self.target, self.hinted) = (0, 0, 0);
     }
 
     /// See [`FileState::next_ahead`].
@@ -103,13 +120,20 @@ impl FileState {
         ahead
     }
 
-    /// Moves the readahead window to `from..from + n` (it never shrinks)
-    /// and returns how many more threads should fill it: up to `threads`
-    /// for the file, counted as running from here on. Each then calls
-    /// [`Hydrator::read_ahead_one`] until it returns `None`. Also returns
-    /// the chunks newly in the window, for the source to fetch ahead.
+    /// Moves the readahead window to `from..from + n` (it never moves
+    /// back) and returns how many more threads should fill it: up to
+    /// `threads` for the file, counted as running from here on. Each then
+    /// calls [`Hydrator::read_ahead_one`] until it returns `None` (or
+    /// [`FileState::leave_ahead`] if it panicked). Also returns the chunks
+    /// to hint to the source now (see [`Hydrator::hint`]).
     pub fn read_ahead_to(&self, from: usize, n: usize, threads: usize) -> (usize, std::ops::Range<usize>) {
         lock(&self.ahead).slide(from, n, self.chunks.len(), threads)
+    }
+
+    /// A readahead thread that panicked stops counting as running.
+    pub fn leave_ahead(&self) {
+        let mut a = lock(&self.ahead);
+        a.running = a.running.saturating_sub(1);
     }
 
     /// The next chunk of the readahead window, or `None` when the window is
@@ -160,6 +184,7 @@ impl FileState {
         let done = self.chunks.done_bytes();
         punch()?;
         self.chunks.reset_missing();
+        lock(&self.ahead).reset();
         drop(m);
         Ok(Some(done))
     }
@@ -520,6 +545,13 @@ impl Hydrator {
         })
     }
 
+    /// Tells the archive's source that the chunks of `range` not in place
+    /// yet will be read soon (a remote source starts fetching them).
+    pub fn hint(&self, st: &FileState, range: std::ops::Range<usize>) {
+        let missing: Vec<usize> = range.filter(|&k| !st.chunks.all_done(k..k + 1)).collect();
+        self.prefetch(st, &missing);
+    }
+
     /// Asks the archive's source for the frames of `chunks` up front, one
     /// range per run of adjacent chunks (a remote archive: one request each).
     fn prefetch(&self, st: &FileState, chunks: &[usize]) {
@@ -654,21 +686,29 @@ mod tests {
     #[test]
     fn the_readahead_window_slides_with_the_reader_and_hands_out_each_chunk_once_in_order() {
         let mut a = Ahead::default();
-        // The reader finished chunk 1 of 20: the window is 2..10, two threads start.
+        // The reader finished chunk 1 of 20: the window is 2..10, two threads
+        // start, and the source hears of the whole window.
         assert_eq!(a.slide(2, 8, 20, 2), (2, 2..10));
         assert_eq!((a.take(), a.take()), (Some(2), Some(3)));
-        // The reader moved on to chunk 4: only 10..13 is new, and both threads still run.
-        assert_eq!(a.slide(5, 8, 20, 2), (0, 10..13));
+        // The reader moved on to chunk 4: the window grows to 13, both
+        // threads still run, and 10..13 is less than half a window to hint.
+        assert_eq!(a.slide(5, 8, 20, 2), (0, 0..0));
+        // At chunk 5 the window reaches 14: 10..14 is hinted at once.
+        assert_eq!(a.slide(6, 8, 20, 2), (0, 10..14));
         let taken: Vec<_> = std::iter::from_fn(|| a.take()).collect();
-        assert_eq!(taken, (5..13).collect::<Vec<_>>(), "chunk 4 was passed by the reader; 5.. come in order");
+        assert_eq!(taken, (6..14).collect::<Vec<_>>(), "chunks passed by the reader are skipped; the rest come in order");
         assert_eq!(a.running, 1, "the thread that found the window done stopped");
         assert_eq!(a.take(), None);
         assert_eq!(a.running, 0);
-        // A reader that jumped ahead: the window starts where it is, at the file's end.
+        // A reader that jumped ahead: the window starts where it is, and
+        // the file's end is hinted even if it is less than half a window.
         assert_eq!(a.slide(17, 8, 20, 2), (2, 17..20));
         // An older position never moves the window back.
-        assert_eq!(a.slide(3, 8, 20, 2), (0, 20..20));
+        assert_eq!(a.slide(3, 8, 20, 2), (0, 0..0));
         assert_eq!((a.take(), a.take(), a.take(), a.take(), a.take()), (Some(17), Some(18), Some(19), None, None));
         assert_eq!(a.running, 0);
+        // After an eviction punched the file out, a reader starts over.
+        a.reset();
+        assert_eq!(a.slide(1, 8, 20, 2), (2, 1..9));
     }
 }

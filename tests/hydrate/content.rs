@@ -170,13 +170,14 @@ fn a_sequential_reader_finds_the_chunks_ahead_of_it_in_place() {
         for off in (0..want.len()).step_by(buf.len()) {
             let n = f.read_at(&mut buf, off as u64).unwrap();
             assert!(buf[..n] == want[off..off + n], "bytes differ at {off}");
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::thread::sleep(std::time::Duration::from_millis(40));
         }
         drop(f);
         served.stop();
         let stats = s.stats();
         let frames = stats["frames_decoded"].as_u64().unwrap();
         assert!(frames <= 25, "a frame was decoded twice: {stats}");
+        assert_eq!(stats["chunks_written"], 24, "the file was not read from stubs: {stats}");
         stats["events_waited"].as_u64().unwrap()
     };
     let without = read(&["--readahead", "0"]);
